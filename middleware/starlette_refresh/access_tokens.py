@@ -1,0 +1,156 @@
+"""Access tokens: short-lived JWTs (RFC 9068 profile) minted and verified without the store.
+
+Signatures go through PyJWT's JWS layer; every claim check is ours so that time comes from the
+injected clock and each failure has a precise ``error_description``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from jwt.api_jws import PyJWS
+
+from .clock import Clock
+from .errors import InvalidToken
+from .keys import KeyRing
+from .settings import Settings
+
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+RESERVED_CLAIMS = frozenset({"sub", "sid", "jti", "iat", "exp", "nbf", "iss", "aud"})
+MAX_ACCESS_TOKEN_BYTES = 8_192
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedAccessToken:
+    """A freshly signed access token and its lifetime."""
+
+    token: str
+    expires_in: int
+    claims: Mapping[str, Any]
+
+
+class AccessTokenCodec:
+    """Mints and verifies access tokens with one key ring, one clock and one set of rules."""
+
+    def __init__(self, keys: KeyRing, settings: Settings, clock: Clock) -> None:
+        self._keys = keys
+        self._settings = settings
+        self._clock = clock
+        self._jws = PyJWS()
+        signer = keys.signing_key
+        self._header: dict[str, Any] = {"typ": "at+jwt"}
+        if signer.kid is not None:
+            self._header["kid"] = signer.kid
+
+    def issue(
+        self, subject: str, session_id: str, claims: Mapping[str, Any] | None = None
+    ) -> IssuedAccessToken:
+        """Signs a token for ``subject`` in session ``session_id`` carrying the app's ``claims``."""
+        now = int(self._clock())
+        payload: dict[str, Any] = dict(claims or {})
+        payload.update(
+            sub=subject,
+            sid=session_id,
+            jti=secrets.token_urlsafe(12),
+            iat=now,
+            exp=now + self._settings.access_ttl,
+        )
+        if self._settings.issuer is not None:
+            payload["iss"] = self._settings.issuer
+        if self._settings.audience is not None:
+            payload["aud"] = self._settings.audience
+        signer = self._keys.signing_key
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        token = self._jws.encode(body, signer.private, algorithm=signer.algorithm, headers=self._header)
+        return IssuedAccessToken(token=token, expires_in=self._settings.access_ttl, claims=payload)
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """Returns the claims of a valid token or raises :class:`InvalidToken` saying why not."""
+        if len(token) > MAX_ACCESS_TOKEN_BYTES:
+            raise InvalidToken("token too large")
+        if token.count(".") != 2:
+            raise InvalidToken("malformed token")
+        try:
+            header = self._jws.get_unverified_header(token)
+        except (jwt.DecodeError, ValueError, TypeError) as exc:
+            raise InvalidToken("malformed token") from exc
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str) or algorithm not in self._keys.algorithms:
+            raise InvalidToken("algorithm not allowed")
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
+            raise InvalidToken("not an access token (typ must be at+jwt)")
+        if "crit" in header:
+            raise InvalidToken("unsupported critical header")
+        key = self._keys.find(header.get("kid"))
+        if key is None:
+            raise InvalidToken("unknown key id")
+        if key.algorithm != algorithm:
+            raise InvalidToken("algorithm not allowed for this key")
+        try:
+            payload = self._jws.decode(token, key.public, algorithms=[key.algorithm])
+        except jwt.InvalidSignatureError as exc:
+            raise InvalidToken("signature verification failed") from exc
+        except (jwt.InvalidTokenError, ValueError, TypeError) as exc:
+            raise InvalidToken("malformed token") from exc
+        try:
+            claims = json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidToken("malformed token") from exc
+        if not isinstance(claims, dict):
+            raise InvalidToken("malformed token")
+        self._check_claims(claims)
+        return claims
+
+    def _check_claims(self, claims: dict[str, Any]) -> None:
+        for name in ("sub", "sid", "jti"):
+            if not isinstance(claims.get(name), str) or not claims[name]:
+                raise InvalidToken(f"missing or invalid claim: {name}")
+        for name in ("exp", "iat"):
+            if not _is_number(claims.get(name)):
+                raise InvalidToken(f"missing or invalid claim: {name}")
+        now = self._clock()
+        leeway = self._settings.leeway
+        if claims["exp"] <= now - leeway:
+            raise InvalidToken("token expired")
+        if claims["iat"] > now + leeway:
+            raise InvalidToken("token issued in the future")
+        if "nbf" in claims and (not _is_number(claims["nbf"]) or claims["nbf"] > now + leeway):
+            raise InvalidToken("token not yet valid")
+        issuer = self._settings.issuer
+        if issuer is not None and claims.get("iss") != issuer:
+            raise InvalidToken("invalid issuer")
+        audience = self._settings.audience
+        if audience is not None:
+            aud = claims.get("aud")
+            if not (aud == audience or (isinstance(aud, list) and audience in aud)):
+                raise InvalidToken("invalid audience")
+
+
+def check_app_claims(claims: Mapping[str, Any] | None, max_bytes: int) -> str:
+    """Validates the app's extra claims and returns them as compact JSON for the store."""
+    if claims is None:
+        return "{}"
+    if not isinstance(claims, Mapping):
+        raise TypeError("claims must be a mapping of claim names to JSON values")
+    clash = RESERVED_CLAIMS.intersection(claims)
+    if clash:
+        raise ValueError(f"claims {sorted(clash)} are set by starlette-refresh and cannot be passed")
+    try:
+        encoded = json.dumps(dict(claims), separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"claims must be JSON-serializable: {exc}") from exc
+    if len(encoded.encode()) > max_bytes:
+        raise ValueError(f"claims take more than max_claims_bytes={max_bytes} bytes as JSON")
+    return encoded
+
+
+def _is_number(value: object) -> bool:
+    # json.loads accepts NaN and Infinity, and NaN compares false with everything: refuse both.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

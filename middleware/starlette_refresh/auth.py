@@ -1,0 +1,236 @@
+"""``TokenAuth``: the one object that owns settings, keys and the session store of an app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .access_tokens import AccessTokenCodec
+from .clock import Clock, system_clock
+from .endpoints import AuthEndpoints, Transport, token_answer
+from .errors import AuthError, ConfigurationError, StoreUnavailable
+from .keys import KeyRing, SigningKey, as_key_ring
+from .middleware import TokenAuthMiddleware
+from .refresh_tokens import RefreshTokenCodec
+from .sessions import SessionService
+from .settings import CookieSettings, SameSite, Settings, origins
+from .store import RedisStore, SessionStore, redact_url
+from .web import check_same_origin, error_answer, unavailable_answer
+
+logger = logging.getLogger("starlette_refresh")
+
+_URL_SCHEMES = ("redis://", "rediss://", "unix://")
+_NO_STORE_MESSAGE = (
+    "TokenAuth needs a shared session store: pass redis_url='redis://127.0.0.1:6379/0', "
+    "redis=<a redis.asyncio client> or store=<a SessionStore>. There is deliberately no in-memory "
+    "store: sessions kept in one process vanish on restart and are invisible to other workers, "
+    "which logs users out."
+)
+
+
+class TokenAuth:
+    """JWT access tokens plus rotating refresh tokens in Redis, for one Starlette/FastAPI app.
+
+    Build it once, at import time, with a secret shared by every worker and a shared Redis::
+
+        auth = TokenAuth(secret_key=os.environ["JWT_SECRET"], redis_url=os.environ["REDIS_URL"])
+        app = Starlette(routes=..., middleware=[auth.middleware()])
+
+    ``secret_key`` signs access tokens with HS256 exactly as given and keys the refresh-token MACs.
+    With ``keys`` (a :class:`KeyRing` or a list of :class:`SigningKey`), access tokens are signed
+    with the ring instead and ``secret_key`` is still needed for refresh tokens. Times are seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        secret_key: str | bytes | None = None,
+        keys: KeyRing | Sequence[SigningKey] | None = None,
+        redis_url: str | None = None,
+        redis: Any = None,
+        store: SessionStore | None = None,
+        access_ttl: int = 900,
+        refresh_ttl: int = 7 * 86_400,
+        absolute_ttl: int = 30 * 86_400,
+        refresh_grace: float = 10.0,
+        leeway: int = 10,
+        exclude: Iterable[str] = (),
+        prefix: str = "/auth",
+        issuer: str | None = None,
+        audience: str | None = None,
+        realm: str = "api",
+        cookie_name: str = "refresh_token",
+        cookie_secure: bool = True,
+        cookie_samesite: SameSite = "strict",
+        cookie_domain: str | None = None,
+        cookie_path: str | None = None,
+        trusted_origins: Iterable[str] = (),
+        key_prefix: str = "sr:",
+        max_sessions_per_user: int = 100,
+        store_timeout: float = 2.0,
+        retry_after: int = 2,
+        clock: Clock = system_clock,
+    ) -> None:
+        if isinstance(exclude, str) or isinstance(trusted_origins, str):
+            raise ConfigurationError("exclude and trusted_origins take a list of strings, not one string")
+        self.settings = Settings(
+            access_ttl=access_ttl,
+            refresh_ttl=refresh_ttl,
+            absolute_ttl=absolute_ttl,
+            refresh_grace=refresh_grace,
+            leeway=leeway,
+            prefix=prefix,
+            exclude=tuple(exclude),
+            issuer=issuer,
+            audience=audience,
+            realm=realm,
+            cookie=CookieSettings(
+                name=cookie_name,
+                secure=cookie_secure,
+                samesite=cookie_samesite,
+                domain=cookie_domain,
+                path=cookie_path,
+            ),
+            trusted_origins=origins(trusted_origins),
+            key_prefix=key_prefix,
+            max_sessions_per_user=max_sessions_per_user,
+            store_timeout=store_timeout,
+            retry_after=retry_after,
+        )
+        self.clock = clock
+        key_ring, refresh_secret = _keys(secret_key, keys)
+        self.store = _store(redis_url, redis, store, self.settings)
+        self._store_label = redact_url(redis_url) if redis_url else type(self.store).__name__
+        self.access = AccessTokenCodec(key_ring, self.settings, clock)
+        self.sessions = SessionService(
+            self.settings, self.store, self.access, RefreshTokenCodec(refresh_secret), clock
+        )
+        self.endpoints = AuthEndpoints(self.settings, self.sessions, self.access)
+        self.started = False
+
+    def middleware(self) -> Middleware:
+        """The middleware entry for ``Starlette(middleware=[...])`` or ``app.add_middleware``."""
+        return Middleware(
+            TokenAuthMiddleware,
+            settings=self.settings,
+            access=self.access,
+            endpoints=self.endpoints,
+            on_startup=self.startup,
+            on_shutdown=self.shutdown,
+        )
+
+    async def login(
+        self,
+        request: Request,
+        subject: str,
+        claims: Mapping[str, Any] | None = None,
+        *,
+        transport: Transport = "cookie",
+    ) -> Response:
+        """Starts a session for ``subject`` (the app has checked the password) and answers it.
+
+        ``200 {"access_token", "token_type", "expires_in"}`` plus the refresh cookie; with
+        ``transport="body"`` (mobile, CLI) the refresh token comes as ``"refresh_token"`` instead.
+        A store outage answers 503; a cookie login from another site's page answers 403.
+        """
+        if transport not in ("cookie", "body"):
+            raise ValueError("transport must be 'cookie' or 'body'")
+        try:
+            if transport == "cookie":
+                check_same_origin(request.scope, request.headers, self.settings)
+            issued = await self.sessions.login(subject, claims, request.headers.get("user-agent", ""))
+        except StoreUnavailable as exc:
+            logger.warning("login answered 503: %s", exc)
+            return unavailable_answer(self.settings)
+        except AuthError as exc:
+            return error_answer(exc)
+        return token_answer(self.settings, issued, transport)
+
+    def verify_access_token(self, token: str) -> dict[str, Any]:
+        """The claims of a valid access token; raises :class:`~starlette_refresh.errors.InvalidToken`."""
+        return self.access.verify(token)
+
+    async def startup(self) -> None:
+        """Connects to the store and checks it; raises :class:`StoreUnavailable` when it cannot.
+
+        Called by the middleware on the ASGI ``lifespan`` startup.
+        """
+        try:
+            await self.store.start()
+        except StoreUnavailable as exc:
+            raise StoreUnavailable(
+                f"starlette-refresh cannot reach its session store ({self._store_label}): {exc}. "
+                "Start Redis or fix redis_url; the app will not start without its session store."
+            ) from exc
+        self.started = True
+        logger.info("session store ready (%s)", self._store_label)
+        persistence = getattr(self.store, "persistence", None)
+        if persistence is not None:
+            _warn_about_persistence(await persistence(), self._store_label)
+
+    async def shutdown(self) -> None:
+        """Closes the store's connections; called on the ASGI ``lifespan`` shutdown."""
+        self.started = False
+        await self.store.close()
+
+
+def _keys(
+    secret_key: str | bytes | None, keys: KeyRing | Sequence[SigningKey] | None
+) -> tuple[KeyRing, bytes]:
+    if secret_key is None or (isinstance(secret_key, str | bytes) and not secret_key):
+        raise ConfigurationError(
+            "TokenAuth needs secret_key: a secret of at least 32 bytes, the same for every worker and "
+            "every restart (a random per-process key would reject every other worker's tokens). "
+            "Generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
+        )
+    default = SigningKey.hmac(secret_key)
+    ring = as_key_ring(keys) if keys is not None else KeyRing([default])
+    return ring, default.private
+
+
+def _store(redis_url: str | None, redis: Any, store: SessionStore | None, settings: Settings) -> SessionStore:
+    given = [
+        name
+        for name, value in (("redis_url", redis_url), ("redis", redis), ("store", store))
+        if value is not None
+    ]
+    if not given:
+        raise ConfigurationError(_NO_STORE_MESSAGE)
+    if len(given) > 1:
+        raise ConfigurationError(f"pass only one of redis_url, redis and store (got {', '.join(given)})")
+    if store is not None:
+        return store
+    if redis is not None:
+        return RedisStore(redis, key_prefix=settings.key_prefix, timeout=settings.store_timeout)
+    assert redis_url is not None
+    if not isinstance(redis_url, str) or not redis_url.startswith(_URL_SCHEMES):
+        raise ConfigurationError(
+            f"redis_url must start with one of {', '.join(_URL_SCHEMES)}, got {str(redis_url)[:40]!r}; "
+            "for Cluster or Sentinel, build the redis-py client yourself and pass redis=..."
+        )
+    return RedisStore(url=redis_url, key_prefix=settings.key_prefix, timeout=settings.store_timeout)
+
+
+def _warn_about_persistence(config: dict[str, str] | None, label: str) -> None:
+    if config is None:
+        logger.info("could not read the Redis configuration (CONFIG GET refused); persistence not checked")
+        return
+    if config.get("appendonly", "no") == "no" and not config.get("save", "").strip():
+        logger.warning(
+            "Redis at %s has persistence off (appendonly no, no RDB saves): a Redis restart will log "
+            "every user out. Enable appendonly yes (appendfsync everysec) on the session store.",
+            label,
+        )
+    policy = config.get("maxmemory-policy", "noeviction")
+    if policy != "noeviction":
+        logger.warning(
+            "Redis at %s evicts keys under memory pressure (maxmemory-policy %s): sessions could vanish "
+            "and log users out. Use maxmemory-policy noeviction for the session store.",
+            label,
+            policy,
+        )

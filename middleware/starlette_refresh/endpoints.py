@@ -1,0 +1,196 @@
+"""The auth endpoints under the prefix: refresh, logout, logout-all and sessions.
+
+Each endpoint is an ASGI app. The refresh token travels back the way it came: a cookie-borne
+refresh is answered with ``Set-Cookie``, a body-borne one in the JSON body.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from .access_tokens import AccessTokenCodec
+from .errors import AuthError, InvalidGrant, InvalidRequest, InvalidToken, StoreUnavailable
+from .sessions import IssuedSession, SessionService
+from .settings import Settings
+from .web import (
+    bearer_token,
+    check_same_origin,
+    clear_refresh_cookie,
+    error_answer,
+    json_answer,
+    query_carries_token,
+    read_json_object,
+    set_refresh_cookie,
+    unauthorized_answer,
+    unavailable_answer,
+)
+
+logger = logging.getLogger("starlette_refresh.endpoints")
+
+Transport = Literal["cookie", "body"]
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class _MissingToken(InvalidToken):
+    """No access token at all: answered with the bare challenge."""
+
+
+def token_answer(
+    settings: Settings, issued: IssuedSession, transport: Transport, status: int = 200
+) -> Response:
+    """The login/refresh success body, with the refresh token sent back through ``transport``."""
+    body: dict[str, Any] = {
+        "access_token": issued.access_token,
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+    }
+    if transport == "body":
+        body["refresh_token"] = issued.refresh_token
+    response = json_answer(status, body)
+    if transport == "cookie":
+        set_refresh_cookie(response, settings, issued.refresh_token, issued.refresh_expires_in)
+    return response
+
+
+class AuthEndpoints:
+    """Routes requests under ``settings.prefix`` to the library's endpoints."""
+
+    def __init__(self, settings: Settings, service: SessionService, access: AccessTokenCodec) -> None:
+        self.settings = settings
+        self.service = service
+        self.access = access
+        prefix = settings.prefix
+        self._routes: dict[str, tuple[str, Handler]] = {
+            f"{prefix}/refresh": ("POST", self.refresh),
+            f"{prefix}/logout": ("POST", self.logout),
+            f"{prefix}/logout-all": ("POST", self.logout_all),
+            f"{prefix}/sessions": ("GET", self.list_sessions),
+        }
+        self._session_path = f"{prefix}/sessions/"
+
+    def handles(self, path: str) -> bool:
+        """True for paths this library answers; other paths under the prefix go to the app."""
+        if path in self._routes:
+            return True
+        rest = path[len(self._session_path) :] if path.startswith(self._session_path) else ""
+        return bool(rest) and "/" not in rest
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        path = scope["path"]
+        if path in self._routes:
+            method, handler = self._routes[path]
+        else:
+            method, handler = "DELETE", self.revoke_session
+        if request.method != method:
+            response = json_answer(
+                405, {"error": "invalid_request", "error_description": f"use {method}"}, {"Allow": method}
+            )
+        else:
+            response = await self._answer(request, handler)
+        await response(scope, receive, send)
+
+    async def _answer(self, request: Request, handler: Handler) -> Response:
+        try:
+            if query_carries_token(request.scope):
+                raise InvalidRequest("tokens in the query string are refused; send them in a header or body")
+            return await handler(request)
+        except StoreUnavailable as exc:
+            logger.warning("%s %s answered 503: %s", request.method, request.url.path, exc)
+            return unavailable_answer(self.settings)
+        except _MissingToken:
+            return unauthorized_answer(self.settings)
+        except InvalidToken as exc:
+            return unauthorized_answer(self.settings, exc)
+        except AuthError as exc:
+            return error_answer(exc)
+
+    async def refresh(self, request: Request) -> Response:
+        """``POST {prefix}/refresh``: rotate the refresh token and mint a new access token."""
+        token, transport = await self._refresh_token_of(request, required=True)
+        assert token is not None
+        try:
+            issued = await self.service.refresh(token)
+        except InvalidGrant as exc:
+            response = error_answer(exc)
+            if transport == "cookie":
+                clear_refresh_cookie(response, self.settings)
+            return response
+        return token_answer(self.settings, issued, transport)
+
+    async def logout(self, request: Request) -> Response:
+        """``POST {prefix}/logout``: end this session (by refresh token, else access token); 204."""
+        token, _ = await self._refresh_token_of(request, required=False)
+        hint = None
+        if token is None:
+            claims = self._optional_claims(request)
+            if claims is not None:
+                hint = (claims["sub"], claims["sid"])
+        await self.service.logout(token, hint)
+        response = json_answer(204, None)
+        clear_refresh_cookie(response, self.settings)
+        return response
+
+    async def logout_all(self, request: Request) -> Response:
+        """``POST {prefix}/logout-all`` (access token): end every session of the subject; 204."""
+        claims = self._required_claims(request)
+        await self.service.logout_all(claims["sub"])
+        response = json_answer(204, None)
+        clear_refresh_cookie(response, self.settings)
+        return response
+
+    async def list_sessions(self, request: Request) -> Response:
+        """``GET {prefix}/sessions`` (access token): the subject's live sessions."""
+        claims = self._required_claims(request)
+        sessions = await self.service.list_sessions(claims["sub"], claims["sid"])
+        return json_answer(200, {"sessions": [s.as_json() for s in sessions]})
+
+    async def revoke_session(self, request: Request) -> Response:
+        """``DELETE {prefix}/sessions/{id}`` (access token): 204, or 404 if not the subject's."""
+        claims = self._required_claims(request)
+        session_id = request.url.path[len(self._session_path) :]
+        if not await self.service.revoke(claims["sub"], session_id):
+            return json_answer(404, {"error": "not_found", "error_description": "no such session"})
+        response = json_answer(204, None)
+        if session_id == claims["sid"]:
+            clear_refresh_cookie(response, self.settings)
+        return response
+
+    async def _refresh_token_of(self, request: Request, *, required: bool) -> tuple[str | None, Transport]:
+        """The presented refresh token and how it came; checks the origin of cookie-borne ones."""
+        body = await read_json_object(request, self.settings.max_body_bytes)
+        body_token = body.get("refresh_token")
+        if body_token is not None and (not isinstance(body_token, str) or not body_token):
+            raise InvalidRequest("refresh_token must be a non-empty string")
+        cookie_token = request.cookies.get(self.settings.cookie.name) or None
+        if body_token is not None:
+            if cookie_token is not None and cookie_token != body_token:
+                raise InvalidRequest("the refresh cookie and the body carry different refresh tokens")
+            return body_token, "body"
+        if cookie_token is not None:
+            check_same_origin(request.scope, request.headers, self.settings)
+            return cookie_token, "cookie"
+        if required:
+            raise InvalidRequest(
+                "no refresh token: send the refresh cookie or a JSON body with refresh_token"
+            )
+        return None, "cookie"
+
+    def _required_claims(self, request: Request) -> dict[str, Any]:
+        token = bearer_token(request.headers)
+        if token is None:
+            raise _MissingToken("an access token is required")
+        return self.access.verify(token)
+
+    def _optional_claims(self, request: Request) -> dict[str, Any] | None:
+        try:
+            token = bearer_token(request.headers)
+            return self.access.verify(token) if token else None
+        except AuthError:
+            return None

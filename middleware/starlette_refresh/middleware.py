@@ -1,0 +1,127 @@
+"""The ASGI middleware: answers the auth endpoints, authenticates everything else.
+
+Pure ASGI (no ``BaseHTTPMiddleware``): it handles ``http`` and ``websocket`` scopes, and hooks the
+``lifespan`` startup to connect to the store, so an unreachable store stops the app from starting.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from starlette.authentication import AuthCredentials, UnauthenticatedUser
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .access_tokens import AccessTokenCodec
+from .endpoints import AuthEndpoints
+from .errors import AuthError, InvalidRequest, InvalidToken
+from .settings import Settings
+from .user import TokenUser, credentials_for
+from .web import bearer_token, error_answer, query_carries_token, unauthorized_answer
+
+logger = logging.getLogger("starlette_refresh.middleware")
+
+Hook = Callable[[], Awaitable[None]]
+
+
+class TokenAuthMiddleware:
+    """Built by :meth:`TokenAuth.middleware`; not meant to be constructed by hand."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        settings: Settings,
+        access: AccessTokenCodec,
+        endpoints: AuthEndpoints,
+        on_startup: Hook,
+        on_shutdown: Hook,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.access = access
+        self.endpoints = endpoints
+        self.on_startup = on_startup
+        self.on_shutdown = on_shutdown
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if kind == "http" and self.endpoints.handles(path):
+            await self.endpoints(scope, receive, send)
+            return
+        excluded = self.settings.is_excluded(path)
+        try:
+            if query_carries_token(scope):
+                raise InvalidRequest("tokens in the query string are refused; send Authorization: Bearer")
+            token = bearer_token(Headers(scope=scope))
+            claims = self.access.verify(token) if token is not None else None
+        except AuthError as error:
+            if excluded:
+                claims, token = None, None
+            else:
+                await self._refuse(scope, receive, send, error)
+                return
+        if claims is None and not excluded:
+            await self._refuse(scope, receive, send, None)
+            return
+        if claims is None:
+            scope["user"], scope["auth"] = UnauthenticatedUser(), AuthCredentials()
+        else:
+            scope["user"], scope["auth"] = TokenUser(claims), credentials_for(claims)
+        await self.app(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: AuthError | None) -> None:
+        if isinstance(error, InvalidToken) or error is None:
+            response = unauthorized_answer(self.settings, error)
+        else:
+            response = error_answer(error)
+        if scope["type"] == "http":
+            await response(scope, receive, send)
+            return
+        # A WebSocket handshake: answer with the same HTTP response where the server supports it,
+        # else close with 1008 (policy violation), which servers turn into a 403.
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        if "websocket.http.response" in scope.get("extensions", {}):
+            await response(scope, receive, _as_websocket_response(send))
+            return
+        reason = error.description if error is not None else "an access token is required"
+        await send({"type": "websocket.close", "code": 1008, "reason": reason[:120]})
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def receive_with_startup() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                # Raising here makes Starlette's router report lifespan.startup.failed with our
+                # message, and the server refuses to start: no silent downgrade.
+                await self.on_startup()
+            return message
+
+        async def send_with_shutdown(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await self.on_shutdown()
+            await send(message)
+
+        await self.app(scope, receive_with_startup, send_with_shutdown)
+
+
+def _as_websocket_response(send: Send) -> Send:
+    """Maps ``http.response.*`` messages onto the ASGI WebSocket denial-response extension."""
+
+    async def wrapped(message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            await send({**message, "type": "websocket.http.response.start"})
+        elif kind == "http.response.body":
+            await send({**message, "type": "websocket.http.response.body"})
+
+    return wrapped

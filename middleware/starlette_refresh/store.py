@@ -1,0 +1,343 @@
+"""The session store: Redis (standalone or Cluster), one script call per session change.
+
+Every Redis failure that a retry can cure (refused or dropped connections, timeouts, a server that is
+loading, read-only, busy or out of memory, a cluster that is down) becomes :class:`StoreUnavailable`,
+which the endpoints answer with 503; it is never mistaken for an expired session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from redis import exceptions as redis_errors
+
+from .errors import StoreUnavailable
+from .lua import SCRIPTS
+
+logger = logging.getLogger("starlette_refresh.store")
+
+Outcome = Literal["rotated", "grace", "reused", "expired", "revoked", "missing"]
+
+# ResponseError prefixes that mean "not now" rather than "this command is wrong".
+_TRANSIENT_PREFIXES = ("BUSY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "OOM")
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """What the rotate script decided. ``generation`` is the current generation after the call."""
+
+    outcome: Outcome
+    generation: int = 0
+    idle_expires_at_ms: int = 0
+    subject: str = ""
+    claims_json: str = "{}"
+    stored_generation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    """One live session as listed for its user."""
+
+    session_id: str
+    created_at_ms: int
+    last_used_at_ms: int
+    user_agent: str
+
+
+class SessionStore(Protocol):
+    """What the session service needs from a store; :class:`RedisStore` is the implementation."""
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None: ...
+    async def create(
+        self,
+        user_tag: str,
+        session_id: str,
+        subject: str,
+        claims_json: str,
+        user_agent: str,
+        now_ms: int,
+        idle_expires_at_ms: int,
+        absolute_expires_at_ms: int,
+        max_sessions: int,
+    ) -> list[str]: ...
+    async def rotate(
+        self,
+        user_tag: str,
+        session_id: str,
+        generation: int,
+        now_ms: int,
+        grace_ms: int,
+        idle_ttl_ms: int,
+    ) -> Rotation: ...
+    async def revoke(self, user_tag: str, session_id: str, subject: str | None) -> bool: ...
+    async def revoke_all(self, user_tag: str) -> int: ...
+    async def list_sessions(self, user_tag: str, subject: str, now_ms: int) -> list[StoredSession]: ...
+
+
+class _Script:
+    """EVALSHA with the SHA computed locally, loading the script again after a NOSCRIPT."""
+
+    def __init__(self, name: str, source: str) -> None:
+        self.name = name
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    async def __call__(self, redis: Any, keys: Sequence[str], args: Sequence[object]) -> Any:
+        try:
+            return await redis.evalsha(self.sha, len(keys), *keys, *args)
+        except redis_errors.NoScriptError:
+            # The script cache is empty after a Redis restart, failover or SCRIPT FLUSH.
+            logger.info("script %s not cached on the server (NOSCRIPT); loading it again", self.name)
+            await redis.script_load(self.source)
+            return await redis.evalsha(self.sha, len(keys), *keys, *args)
+
+
+class RedisStore:
+    """Sessions in Redis: pass a redis-py asyncio client (``Redis`` or ``RedisCluster``) or a URL.
+
+    A client built from ``url`` belongs to the store: it is created on first use inside the running
+    event loop and closed by :meth:`close`. A client the application passes in stays the
+    application's to close.
+    """
+
+    def __init__(
+        self,
+        redis: Any = None,
+        *,
+        url: str | None = None,
+        key_prefix: str = "sr:",
+        timeout: float = 2.0,
+    ) -> None:
+        if (redis is None) == (url is None):
+            raise TypeError("RedisStore needs exactly one of a redis-py asyncio client or a url")
+        self._client: Any = redis
+        self._url = url
+        self._prefix = key_prefix
+        self._timeout = timeout
+        self._scripts = {name: _Script(name, source) for name, source in SCRIPTS.items()}
+
+    @property
+    def redis(self) -> Any:
+        """The client, created from the URL on first use."""
+        if self._client is None:
+            assert self._url is not None
+            self._client = client_from_url(self._url, self._timeout)
+        return self._client
+
+    def session_key(self, user_tag: str, session_id: str) -> str:
+        """The hash of one session; ``{user_tag}`` keeps every key of a user in one cluster slot."""
+        return f"{self._prefix}{{{user_tag}}}:s:{session_id}"
+
+    def index_key(self, user_tag: str) -> str:
+        """The sorted set of a user's live sessions, scored by idle expiry (ms)."""
+        return f"{self._prefix}{{{user_tag}}}:u"
+
+    async def start(self) -> None:
+        """Pings the server and loads every script, so the first refresh needs one round trip."""
+        async with self._guard("start"):
+            await self.redis.ping()
+            for script in self._scripts.values():
+                await self.redis.script_load(script.source)
+
+    async def close(self) -> None:
+        """Closes the client when this store created it (a later use creates a new one)."""
+        if self._url is not None and self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    async def ping(self) -> None:
+        """Raises :class:`StoreUnavailable` unless the server answers."""
+        async with self._guard("ping"):
+            await self.redis.ping()
+
+    async def persistence(self) -> dict[str, str] | None:
+        """The server's ``appendonly`` and ``save`` settings, or None where CONFIG is not allowed."""
+        try:
+            async with self._guard("config"):
+                appendonly = await self.redis.config_get("appendonly")
+                save = await self.redis.config_get("save")
+                policy = await self.redis.config_get("maxmemory-policy")
+        except redis_errors.ResponseError:
+            return None
+        merged = {**_as_text_dict(appendonly), **_as_text_dict(save), **_as_text_dict(policy)}
+        return merged
+
+    async def create(
+        self,
+        user_tag: str,
+        session_id: str,
+        subject: str,
+        claims_json: str,
+        user_agent: str,
+        now_ms: int,
+        idle_expires_at_ms: int,
+        absolute_expires_at_ms: int,
+        max_sessions: int,
+    ) -> list[str]:
+        """Stores a new session at generation 0; returns ids evicted over ``max_sessions``."""
+        keys = [self.session_key(user_tag, session_id), self.index_key(user_tag)]
+        args = [
+            session_id,
+            subject,
+            claims_json,
+            user_agent,
+            now_ms,
+            idle_expires_at_ms,
+            absolute_expires_at_ms,
+            max_sessions,
+        ]
+        async with self._guard("create"):
+            evicted = [_text(x) for x in await self._scripts["create"](self.redis, keys, args)]
+            if evicted:
+                # Already dead (gone from the index); delete their records to free the memory now.
+                await self.redis.delete(*(self.session_key(user_tag, sid) for sid in evicted))
+        return evicted
+
+    async def rotate(
+        self,
+        user_tag: str,
+        session_id: str,
+        generation: int,
+        now_ms: int,
+        grace_ms: int,
+        idle_ttl_ms: int,
+    ) -> Rotation:
+        """Runs the one atomic refresh step; see :mod:`starlette_refresh.lua`."""
+        keys = [self.session_key(user_tag, session_id), self.index_key(user_tag)]
+        args = [session_id, generation, now_ms, grace_ms, idle_ttl_ms]
+        async with self._guard("rotate"):
+            reply = await self._scripts["rotate"](self.redis, keys, args)
+        outcome = _text(reply[0])
+        if len(reply) == 1:
+            return Rotation(outcome=outcome)  # type: ignore[arg-type]
+        if len(reply) == 2:
+            return Rotation(outcome=outcome, generation=int(reply[1]))  # type: ignore[arg-type]
+        return Rotation(
+            outcome=outcome,  # type: ignore[arg-type]
+            generation=int(reply[1]),
+            idle_expires_at_ms=int(reply[2]),
+            subject=_text(reply[3]),
+            claims_json=_text(reply[4]),
+            stored_generation=int(reply[5]),
+        )
+
+    async def revoke(self, user_tag: str, session_id: str, subject: str | None) -> bool:
+        """Ends one session; with ``subject``, only if it is that subject's. True if it was alive."""
+        keys = [self.session_key(user_tag, session_id), self.index_key(user_tag)]
+        async with self._guard("revoke"):
+            removed = await self._scripts["revoke"](self.redis, keys, [session_id, subject or ""])
+        return bool(removed)
+
+    async def revoke_all(self, user_tag: str) -> int:
+        """Ends every session of a user atomically; returns how many were alive."""
+        index = self.index_key(user_tag)
+        async with self._guard("revoke_all"):
+            members = await self.redis.zrange(index, 0, -1)
+            keys = [index, *(self.session_key(user_tag, _text(m)) for m in members)]
+            count = await self._scripts["revoke_all"](self.redis, keys, [])
+        return int(count)
+
+    async def list_sessions(self, user_tag: str, subject: str, now_ms: int) -> list[StoredSession]:
+        """The user's live sessions, oldest first."""
+        async with self._guard("list_sessions"):
+            members = await self.redis.zrangebyscore(self.index_key(user_tag), f"({now_ms}", "+inf")
+            ids = [_text(m) for m in members]
+            if not ids:
+                return []
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for sid in ids:
+                    pipe.hmget(self.session_key(user_tag, sid), "sub", "ca", "lu", "ua", "exp", "abs")
+                rows = await pipe.execute()
+        sessions = []
+        for sid, row in zip(ids, rows, strict=True):
+            sub, created, used, agent, exp, absolute = (None if v is None else _text(v) for v in row)
+            if sub != subject or exp is None or absolute is None:
+                continue
+            if int(exp) <= now_ms or int(absolute) <= now_ms:
+                continue
+            sessions.append(StoredSession(sid, int(created or 0), int(used or 0), agent or ""))
+        sessions.sort(key=lambda s: s.created_at_ms)
+        return sessions
+
+    @asynccontextmanager
+    async def _guard(self, operation: str) -> AsyncIterator[None]:
+        """Bounds the time of one store operation and maps transient failures to StoreUnavailable."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                yield
+        except (TimeoutError, redis_errors.TimeoutError) as exc:
+            logger.warning("store %s timed out after %.1fs", operation, self._timeout)
+            raise StoreUnavailable(f"Redis did not answer {operation} within {self._timeout}s") from exc
+        except (redis_errors.ConnectionError, OSError) as exc:
+            logger.warning("store %s failed: %s", operation, _describe(exc))
+            raise StoreUnavailable(f"Redis is unreachable: {_describe(exc)}") from exc
+        except (
+            redis_errors.ClusterDownError,
+            redis_errors.TryAgainError,
+            redis_errors.MasterDownError,
+            redis_errors.OutOfMemoryError,
+            redis_errors.ReadOnlyError,
+        ) as exc:
+            logger.warning("store %s refused: %s", operation, _describe(exc))
+            raise StoreUnavailable(f"Redis cannot serve now: {_describe(exc)}") from exc
+        except redis_errors.ResponseError as exc:
+            if str(exc).upper().startswith(_TRANSIENT_PREFIXES):
+                logger.warning("store %s refused: %s", operation, _describe(exc))
+                raise StoreUnavailable(f"Redis cannot serve now: {_describe(exc)}") from exc
+            raise
+        except redis_errors.RedisClusterException as exc:
+            logger.warning("store %s failed: %s", operation, _describe(exc))
+            raise StoreUnavailable(f"Redis Cluster is unavailable: {_describe(exc)}") from exc
+
+
+def client_from_url(url: str, timeout: float) -> Any:
+    """A redis-py asyncio client for ``redis://``, ``rediss://`` or ``unix://`` URLs.
+
+    Its retry policy is one quick retry (a pooled connection may be stale after a Redis restart), so
+    an outage turns into a 503 within about ``timeout`` seconds instead of a request that hangs.
+    """
+    from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialWithJitterBackoff
+
+    retry = Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.1), retries=1)
+    return Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=retry,
+        retry_on_error=[redis_errors.ConnectionError, redis_errors.TimeoutError],
+        health_check_interval=30,
+    )
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for messages and logs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _as_text_dict(value: Any) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in dict(value).items()}
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -1,0 +1,53 @@
+"""The authenticated user that ``request.user`` carries, per Starlette's conventions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.authentication import AuthCredentials, BaseUser
+
+
+class TokenUser(BaseUser):
+    """A user proven by a valid access token. ``claims`` are the token's verified claims."""
+
+    def __init__(self, claims: Mapping[str, Any]) -> None:
+        self.claims = dict(claims)
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def identity(self) -> str:
+        """The token's ``sub``."""
+        return str(self.claims["sub"])
+
+    @property
+    def display_name(self) -> str:
+        """The ``name`` or ``email`` claim when the app set one, else the subject."""
+        for claim in ("name", "email"):
+            value = self.claims.get(claim)
+            if isinstance(value, str) and value:
+                return value
+        return self.identity
+
+    @property
+    def session_id(self) -> str:
+        """The ``sid`` claim: the session (refresh-token family) this token belongs to."""
+        return str(self.claims["sid"])
+
+    def __repr__(self) -> str:
+        return f"TokenUser(identity={self.identity!r}, session_id={self.session_id!r})"
+
+
+def credentials_for(claims: Mapping[str, Any]) -> AuthCredentials:
+    """``authenticated`` plus the token's scopes (``scope`` space-separated, or a ``scp`` list)."""
+    scopes = ["authenticated"]
+    scope = claims.get("scope")
+    if isinstance(scope, str):
+        scopes.extend(s for s in scope.split() if s)
+    scp = claims.get("scp")
+    if isinstance(scp, list):
+        scopes.extend(s for s in scp if isinstance(s, str))
+    return AuthCredentials(scopes)

@@ -1,0 +1,172 @@
+"""HTTP details shared by the middleware and the endpoints: answers, cookies, origins, bodies."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Scope
+
+from .errors import AuthError, CrossSiteRequest, InvalidRequest, InvalidToken
+from .settings import Settings, normalize_origin
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_QUERY_TOKEN_NAMES = (b"access_token", b"refresh_token")
+
+
+def json_answer(
+    status: int, body: Mapping[str, Any] | None, headers: Mapping[str, str] | None = None
+) -> Response:
+    """A JSON (or empty, for 204) answer that no cache may keep."""
+    merged = {**NO_STORE, **(headers or {})}
+    if body is None:
+        return Response(status_code=status, headers=merged)
+    return JSONResponse(dict(body), status_code=status, headers=merged)
+
+
+def error_answer(error: AuthError, headers: Mapping[str, str] | None = None) -> Response:
+    """The OAuth-style error body for ``error``."""
+    body = {"error": error.error, "error_description": error.description}
+    return json_answer(error.status_code, body, headers)
+
+
+def unavailable_answer(settings: Settings) -> Response:
+    """503 for a store outage: the client should retry, and keeps its cookie."""
+    body = {
+        "error": "temporarily_unavailable",
+        "error_description": "the session store is unavailable; retry shortly",
+    }
+    return json_answer(503, body, {"Retry-After": str(settings.retry_after)})
+
+
+def bearer_challenge(settings: Settings, error: InvalidToken | None = None) -> str:
+    """The ``WWW-Authenticate`` value: bare when no token came (RFC 6750 section 3.1)."""
+    if error is None:
+        return f'Bearer realm="{settings.realm}"'
+    description = error.description.replace("\\", "").replace('"', "'")
+    return f'Bearer realm="{settings.realm}", error="invalid_token", error_description="{description}"'
+
+
+def unauthorized_answer(settings: Settings, error: InvalidToken | None = None) -> Response:
+    """401 for a protected resource: no token, or a bad one."""
+    headers = {"WWW-Authenticate": bearer_challenge(settings, error)}
+    if error is None:
+        return json_answer(401, {"error_description": "an access token is required"}, headers)
+    return error_answer(error, headers)
+
+
+def set_refresh_cookie(response: Response, settings: Settings, token: str, max_age: int) -> None:
+    """Attaches the refresh cookie: HttpOnly, scoped to the auth endpoints."""
+    cookie = settings.cookie
+    response.set_cookie(
+        cookie.name,
+        token,
+        max_age=max_age,
+        path=settings.cookie_path,
+        domain=cookie.domain,
+        secure=cookie.secure,
+        httponly=True,
+        samesite=cookie.samesite,
+    )
+
+
+def clear_refresh_cookie(response: Response, settings: Settings) -> None:
+    """Tells the browser to drop the refresh cookie (same attributes, Max-Age=0)."""
+    set_refresh_cookie(response, settings, "", 0)
+
+
+def bearer_token(headers: Headers) -> str | None:
+    """The token of an ``Authorization: Bearer`` header; None when there is none.
+
+    The scheme is case-insensitive (RFC 9110 section 11.1). Two Authorization headers, or a Bearer
+    header without a token, are malformed requests.
+    """
+    values = headers.getlist("authorization")
+    if not values:
+        return None
+    if len(values) > 1:
+        raise InvalidRequest("more than one Authorization header")
+    scheme, _, token = values[0].strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = token.strip()
+    if not token or " " in token:
+        raise InvalidRequest("malformed Authorization header; expected 'Bearer <token>'")
+    return token
+
+
+def query_carries_token(scope: Scope) -> bool:
+    """True when the query string names a token; tokens in URLs leak into logs and histories."""
+    query: bytes = scope.get("query_string", b"")
+    if not query:
+        return False
+    for pair in query.split(b"&"):
+        name = pair.partition(b"=")[0].lower()
+        if name in _QUERY_TOKEN_NAMES:
+            return True
+    return False
+
+
+def own_origin(scope: Scope, headers: Headers) -> str:
+    """This app's origin as the browser sees it: scheme plus the Host header."""
+    scheme = {"ws": "http", "wss": "https"}.get(scope.get("scheme", "http"), scope.get("scheme", "http"))
+    host = headers.get("host")
+    if not host and scope.get("server"):
+        server_host, port = scope["server"]
+        host = f"{server_host}:{port}"
+    return normalize_origin(f"{scheme}://{host}") if host else ""
+
+
+def check_same_origin(scope: Scope, headers: Headers, settings: Settings) -> None:
+    """Refuses a browser request sent by a page of another origin.
+
+    ``Origin`` decides when present (browsers always send it on cross-origin POSTs); without it,
+    ``Sec-Fetch-Site: cross-site`` does. A request with neither comes from a non-browser client,
+    which cannot carry a victim's cookies.
+    """
+    values = headers.getlist("origin")
+    if len(values) > 1:
+        raise CrossSiteRequest("more than one Origin header")
+    if values:
+        origin = normalize_origin(values[0])
+        if origin and (origin == own_origin(scope, headers) or origin in settings.trusted_origins):
+            return
+        raise CrossSiteRequest(
+            f"requests from origin {values[0][:100]!r} may not use the refresh cookie; "
+            "list the origin in trusted_origins if it is yours"
+        )
+    if headers.get("sec-fetch-site", "").lower() == "cross-site":
+        raise CrossSiteRequest("cross-site requests may not use the refresh cookie")
+
+
+async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+    """The request's JSON object body, ``{}`` when empty; InvalidRequest for anything else."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise InvalidRequest(
+            f"request body larger than {limit} bytes" if declared.isdigit() else "bad Content-Length"
+        )
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise InvalidRequest(f"request body larger than {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body.strip():
+        return {}
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise InvalidRequest("the request body must be JSON (Content-Type: application/json)")
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest("the request body is not valid JSON") from exc
+    if not isinstance(value, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    return value

@@ -1,0 +1,86 @@
+"""The app every test drives: a small Starlette API mounting starlette-refresh.
+
+``build_app(auth)`` is used in-process (TestClient); ``app_from_env()`` is the uvicorn factory the
+integration tests run as real processes, configured through ``SR_*`` environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.authentication import requires
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from starlette_refresh import TokenAuth
+
+SECRET = "test-secret-0123456789-0123456789-0123456789"
+
+
+def build_app(auth: TokenAuth) -> Starlette:
+    """Routes: POST /login, GET /me (protected), GET /public (excluded), /auth/custom (app's own)."""
+
+    async def login(request: Request) -> Response:
+        body: dict[str, Any] = await request.json() if await request.body() else {}
+        return await auth.login(
+            request,
+            subject=str(body.get("subject", "42")),
+            claims=body.get("claims", {"email": "a@example.com"}),
+            transport=body.get("transport", "cookie"),
+        )
+
+    async def me(request: Request) -> JSONResponse:
+        return JSONResponse(
+            {"sub": request.user.identity, "sid": request.user.session_id, "scopes": request.auth.scopes}
+        )
+
+    @requires("authenticated")
+    async def guarded(request: Request) -> JSONResponse:
+        return JSONResponse({"sub": request.user.identity})
+
+    async def public(request: Request) -> JSONResponse:
+        return JSONResponse({"authenticated": request.user.is_authenticated})
+
+    async def custom(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("app route under the prefix")
+
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_json({"sub": websocket.user.identity})
+        await websocket.close()
+
+    return Starlette(
+        routes=[
+            Route("/login", login, methods=["POST"]),
+            Route("/me", me),
+            Route("/guarded", guarded),
+            Route("/public", public),
+            Route("/auth/custom", custom),
+            WebSocketRoute("/ws", ws),
+        ],
+        middleware=[auth.middleware()],
+    )
+
+
+def auth_from_env() -> TokenAuth:
+    """A TokenAuth configured by ``SR_REDIS_URL``, ``SR_SECRET`` and the ``SR_*_TTL`` variables."""
+    env = os.environ
+    return TokenAuth(
+        secret_key=env.get("SR_SECRET", SECRET),
+        redis_url=env["SR_REDIS_URL"],
+        access_ttl=int(env.get("SR_ACCESS_TTL", "900")),
+        refresh_ttl=int(env.get("SR_REFRESH_TTL", "3600")),
+        refresh_grace=float(env.get("SR_GRACE", "10")),
+        store_timeout=float(env.get("SR_STORE_TIMEOUT", "1")),
+        exclude=["/login", "/public"],
+        cookie_secure=False,
+    )
+
+
+def app_from_env() -> Starlette:
+    """uvicorn factory: ``uvicorn tests.apps:app_from_env --factory``."""
+    return build_app(auth_from_env())
