@@ -6,6 +6,7 @@ integration tests run as real processes, configured through ``SR_*`` environment
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -82,5 +83,6 @@ def auth_from_env() -> TokenAuth:
 
 
 def app_from_env() -> Starlette:
-    """uvicorn factory: ``uvicorn tests.apps:app_from_env --factory``."""
+    """uvicorn factory: ``uvicorn tests.apps:app_from_env --factory``; logs at INFO to stderr."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return build_app(auth_from_env())

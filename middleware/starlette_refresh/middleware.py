@@ -98,20 +98,37 @@ class TokenAuthMiddleware:
         await send({"type": "websocket.close", "code": 1008, "reason": reason[:120]})
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        failure: BaseException | None = None
+
         async def receive_with_startup() -> Message:
+            nonlocal failure
             message = await receive()
             if message["type"] == "lifespan.startup":
-                # Raising here makes Starlette's router report lifespan.startup.failed with our
-                # message, and the server refuses to start: no silent downgrade.
-                await self.on_startup()
+                try:
+                    await self.on_startup()
+                except Exception as exc:
+                    # Report it ourselves: the server then refuses to start, with our message.
+                    failure = exc
+                    logger.error("startup failed: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    raise _StartupAborted from exc
             return message
 
         async def send_with_shutdown(message: Message) -> None:
+            if failure is not None:
+                return  # the server has its answer already
             if message["type"] == "lifespan.shutdown.complete":
                 await self.on_shutdown()
             await send(message)
 
-        await self.app(scope, receive_with_startup, send_with_shutdown)
+        try:
+            await self.app(scope, receive_with_startup, send_with_shutdown)
+        except _StartupAborted:
+            return
+
+
+class _StartupAborted(Exception):
+    """Unwinds the wrapped app's lifespan after our startup failed."""
 
 
 def _as_websocket_response(send: Send) -> Send:

@@ -1,0 +1,259 @@
+"""The rotation rules of DESIGN.md, checked at the store level on fakeredis and on a real redis-server.
+
+Every test runs twice: once on fakeredis (with Lua) and once on a real ``redis-server`` this module
+starts on a free port, so the Lua scripts are proven on the real interpreter too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import pytest
+import redis.asyncio as aioredis
+
+from starlette_refresh import InvalidGrant, ManualClock, TokenAuth
+from starlette_refresh.sessions import SessionService
+from starlette_refresh.store import RedisStore
+from tests.apps import SECRET
+from tests.support.processes import RedisServer
+
+REFRESH_TTL = 3600
+ABSOLUTE_TTL = 4 * 3600
+GRACE = 10
+
+
+@pytest.fixture(scope="module")
+def real_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = RedisServer(Path(tmp_path_factory.mktemp("redis-rules")))
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["fakeredis", "redis-server"])
+def anyio_backend_redis(request: pytest.FixtureRequest) -> tuple[str, Any]:
+    return request.param, request
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def redis_client(anyio_backend_redis: tuple[str, Any]) -> AsyncIterator[Any]:
+    kind, request = anyio_backend_redis
+    if kind == "fakeredis":
+        client: Any = fakeredis.aioredis.FakeRedis(server=fakeredis.FakeServer())
+    else:
+        client = aioredis.Redis.from_url(request.getfixturevalue("real_redis_url"))
+        await client.flushall()
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(1_800_000_000.0)
+
+
+@pytest.fixture
+async def service(redis_client: Any, clock: ManualClock) -> SessionService:
+    auth = TokenAuth(
+        secret_key=SECRET,
+        redis=redis_client,
+        clock=clock,
+        access_ttl=300,
+        refresh_ttl=REFRESH_TTL,
+        absolute_ttl=ABSOLUTE_TTL,
+        refresh_grace=GRACE,
+        max_sessions_per_user=3,
+    )
+    await auth.startup()
+    return auth.sessions
+
+
+def store_of(service: SessionService) -> RedisStore:
+    assert isinstance(service.store, RedisStore)
+    return service.store
+
+
+async def generation_in_store(service: SessionService, token: str) -> int:
+    parsed = service.parse_refresh_token(token)
+    raw = await store_of(service).redis.hget(
+        store_of(service).session_key(parsed.user_tag, parsed.session_id), "gen"
+    )
+    return int(raw)
+
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_rotation_moves_generation_and_derives_tokens(service: SessionService) -> None:
+    first = await service.login("alice", {"email": "a@example.com"})
+    second = await service.refresh(first.refresh_token)
+    third = await service.refresh(second.refresh_token)
+    assert [await generation_in_store(service, t.refresh_token) for t in (third,)] == [2]
+    assert len({first.refresh_token, second.refresh_token, third.refresh_token}) == 3
+    assert first.session_id == second.session_id == third.session_id
+    assert service.access.verify(third.access_token)["email"] == "a@example.com"
+
+
+async def test_predecessor_within_grace_gets_the_same_child(
+    service: SessionService, clock: ManualClock
+) -> None:
+    first = await service.login("alice")
+    child = await service.refresh(first.refresh_token)
+    clock.advance(GRACE - 1)
+    again = await service.refresh(first.refresh_token)
+    assert again.refresh_token == child.refresh_token
+    assert again.access_token != child.access_token
+    assert await generation_in_store(service, child.refresh_token) == 1
+    # the child is still the current token and rotates normally
+    grandchild = await service.refresh(child.refresh_token)
+    assert await generation_in_store(service, grandchild.refresh_token) == 2
+
+
+async def test_predecessor_after_grace_revokes_the_family(
+    service: SessionService, clock: ManualClock
+) -> None:
+    first = await service.login("alice")
+    child = await service.refresh(first.refresh_token)
+    clock.advance(GRACE)
+    with pytest.raises(InvalidGrant, match="already used"):
+        await service.refresh(first.refresh_token)
+    with pytest.raises(InvalidGrant, match="invalid or revoked"):
+        await service.refresh(child.refresh_token)
+
+
+async def test_older_than_predecessor_is_reuse_even_within_grace(service: SessionService) -> None:
+    first = await service.login("alice")
+    second = await service.refresh(first.refresh_token)
+    third = await service.refresh(second.refresh_token)
+    with pytest.raises(InvalidGrant, match="already used"):
+        await service.refresh(first.refresh_token)
+    with pytest.raises(InvalidGrant):
+        await service.refresh(third.refresh_token)
+
+
+async def test_token_ahead_of_store_is_accepted_after_lost_writes(service: SessionService) -> None:
+    first = await service.login("alice")
+    second = await service.refresh(first.refresh_token)
+    third = await service.refresh(second.refresh_token)
+    # Simulate a store restored from a snapshot taken before the last two rotations.
+    parsed = service.parse_refresh_token(third.refresh_token)
+    await store_of(service).redis.hset(
+        store_of(service).session_key(parsed.user_tag, parsed.session_id), "gen", 0
+    )
+    fourth = await service.refresh(third.refresh_token)
+    assert await generation_in_store(service, fourth.refresh_token) == 3
+    # and the older tokens that the store "forgot" are still refused as reuse afterwards
+    with pytest.raises(InvalidGrant):
+        await service.refresh(first.refresh_token)
+
+
+async def test_idle_lifetime_slides_and_absolute_lifetime_caps(
+    service: SessionService, clock: ManualClock
+) -> None:
+    current = await service.login("alice")
+    elapsed = 0
+    for _ in range(4):  # 4 x 55 minutes > one idle lifetime, fine while refreshing
+        clock.advance(REFRESH_TTL - 300)
+        elapsed += REFRESH_TTL - 300
+        current = await service.refresh(current.refresh_token)
+        assert current.refresh_expires_in == min(REFRESH_TTL, ABSOLUTE_TTL - elapsed)
+    clock.advance(ABSOLUTE_TTL - 4 * (REFRESH_TTL - 300) - 60)
+    current = await service.refresh(current.refresh_token)
+    assert current.refresh_expires_in == 60  # capped by the absolute lifetime
+    clock.advance(60)
+    with pytest.raises(InvalidGrant, match="session expired"):
+        await service.refresh(current.refresh_token)
+
+
+async def test_idle_expiry_without_refresh(service: SessionService, clock: ManualClock) -> None:
+    issued = await service.login("alice")
+    clock.advance(REFRESH_TTL)
+    with pytest.raises(InvalidGrant, match="session expired"):
+        await service.refresh(issued.refresh_token)
+
+
+async def test_logout_all_ends_every_session_and_later_logins_live(service: SessionService) -> None:
+    sessions = [await service.login("alice") for _ in range(3)]
+    other = await service.login("bob")
+    assert await service.logout_all("alice") == 3
+    for issued in sessions:
+        with pytest.raises(InvalidGrant):
+            await service.refresh(issued.refresh_token)
+    await service.refresh(other.refresh_token)
+    fresh = await service.login("alice")
+    await service.refresh(fresh.refresh_token)
+
+
+async def test_session_limit_evicts_least_recently_refreshed(
+    service: SessionService, clock: ManualClock
+) -> None:
+    oldest = await service.login("alice")
+    clock.advance(1)
+    middle = await service.login("alice")
+    clock.advance(1)
+    newest = await service.login("alice")
+    clock.advance(1)
+    oldest = await service.refresh(oldest.refresh_token)  # now the most recently used
+    clock.advance(1)
+    await service.login("alice")  # a fourth session: over the limit of three
+    with pytest.raises(InvalidGrant):
+        await service.refresh(middle.refresh_token)
+    await service.refresh(oldest.refresh_token)
+    await service.refresh(newest.refresh_token)
+    listed = await service.list_sessions("alice", oldest.session_id)
+    assert len(listed) == 3
+    assert middle.session_id not in {s.id for s in listed}
+
+
+async def test_revoke_checks_ownership(service: SessionService) -> None:
+    alice = await service.login("alice")
+    bob = await service.login("bob")
+    assert await service.revoke("bob", alice.session_id) is False
+    await service.refresh(alice.refresh_token)
+    assert await service.revoke("alice", alice.session_id) is True
+    assert await service.revoke("alice", alice.session_id) is False
+    with pytest.raises(InvalidGrant):
+        await service.refresh(alice.refresh_token)
+    await service.refresh(bob.refresh_token)
+
+
+async def test_every_key_has_a_ttl_and_one_hash_tag(service: SessionService) -> None:
+    issued = await service.login("alice")
+    issued = await service.refresh(issued.refresh_token)
+    redis = store_of(service).redis
+    keys = [k.decode() for k in await redis.keys("*")]
+    assert len(keys) == 2
+    tag = service.parse_refresh_token(issued.refresh_token).user_tag
+    for key in keys:
+        assert f"{{{tag}}}" in key
+        ttl = await redis.pttl(key)
+        assert 0 < ttl <= REFRESH_TTL * 1000
+
+
+async def test_script_cache_loss_is_transparent(service: SessionService) -> None:
+    issued = await service.login("alice")
+    await store_of(service).redis.script_flush()
+    rotated = await service.refresh(issued.refresh_token)
+    assert await generation_in_store(service, rotated.refresh_token) == 1
+
+
+async def test_concurrent_refreshes_rotate_once(service: SessionService) -> None:
+    issued = await service.login("alice")
+    answers = await asyncio.gather(*(service.refresh(issued.refresh_token) for _ in range(50)))
+    assert {a.refresh_token for a in answers} == {answers[0].refresh_token}
+    assert len({a.access_token for a in answers}) == 50
+    assert await generation_in_store(service, answers[0].refresh_token) == 1
+    await service.refresh(answers[0].refresh_token)
