@@ -6,6 +6,7 @@ injected clock and each failure has a precise ``error_description``.
 
 from __future__ import annotations
 
+import binascii
 import json
 import math
 import secrets
@@ -15,6 +16,7 @@ from typing import Any
 
 import jwt
 from jwt.api_jws import PyJWS
+from jwt.utils import base64url_decode
 
 from .clock import Clock
 from .errors import InvalidToken
@@ -24,6 +26,7 @@ from .settings import Settings
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 RESERVED_CLAIMS = frozenset({"sub", "sid", "jti", "iat", "exp", "nbf", "iss", "aud"})
 MAX_ACCESS_TOKEN_BYTES = 8_192
+_MAX_TIMESTAMP = 2**53
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +79,7 @@ class AccessTokenCodec:
             raise InvalidToken("token too large")
         if token.count(".") != 2:
             raise InvalidToken("malformed token")
-        try:
-            header = self._jws.get_unverified_header(token)
-        except (jwt.DecodeError, ValueError, TypeError) as exc:
-            raise InvalidToken("malformed token") from exc
+        header = _unverified_header(token)
         algorithm = header.get("alg")
         if not isinstance(algorithm, str) or algorithm not in self._keys.algorithms:
             raise InvalidToken("algorithm not allowed")
@@ -88,8 +88,9 @@ class AccessTokenCodec:
             raise InvalidToken("not an access token (typ must be at+jwt)")
         if "crit" in header:
             raise InvalidToken("unsupported critical header")
-        key = self._keys.find(header.get("kid"))
-        if key is None:
+        kid = header.get("kid")
+        key = self._keys.find(kid) if kid is None or isinstance(kid, str) else None
+        if key is None or ("kid" in header and kid is None):
             raise InvalidToken("unknown key id")
         if key.algorithm != algorithm:
             raise InvalidToken("algorithm not allowed for this key")
@@ -151,6 +152,21 @@ def check_app_claims(claims: Mapping[str, Any] | None, max_bytes: int) -> str:
     return encoded
 
 
+def _unverified_header(token: str) -> dict[str, Any]:
+    """The JOSE header, parsed by us so that every oddity becomes a precise InvalidToken."""
+    try:
+        header = json.loads(base64url_decode(token.partition(".")[0]))
+    except (ValueError, TypeError, UnicodeDecodeError, binascii.Error) as exc:
+        raise InvalidToken("malformed token") from exc
+    if not isinstance(header, dict):
+        raise InvalidToken("malformed token")
+    return header
+
+
 def _is_number(value: object) -> bool:
-    # json.loads accepts NaN and Infinity, and NaN compares false with everything: refuse both.
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    # json.loads accepts NaN, Infinity and 400-digit integers; NaN compares false with everything.
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return abs(value) < _MAX_TIMESTAMP
+    return isinstance(value, float) and math.isfinite(value) and abs(value) < _MAX_TIMESTAMP

@@ -111,7 +111,6 @@ class TokenAuth:
             self.settings, self.store, self.access, RefreshTokenCodec(refresh_secret), clock
         )
         self.endpoints = AuthEndpoints(self.settings, self.sessions, self.access)
-        self.started = False
 
     def middleware(self) -> Middleware:
         """The middleware entry for ``Starlette(middleware=[...])`` or ``app.add_middleware``."""
@@ -167,7 +166,6 @@ class TokenAuth:
                 f"starlette-refresh cannot reach its session store ({self._store_label}): {exc}. "
                 "Start Redis or fix redis_url; the app will not start without its session store."
             ) from exc
-        self.started = True
         logger.info("session store ready (%s)", self._store_label)
         persistence = getattr(self.store, "persistence", None)
         if persistence is not None:
@@ -175,7 +173,6 @@ class TokenAuth:
 
     async def shutdown(self) -> None:
         """Closes the store's connections; called on the ASGI ``lifespan`` shutdown."""
-        self.started = False
         await self.store.close()
 
 

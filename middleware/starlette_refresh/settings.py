@@ -6,6 +6,7 @@ stops the app at import time with a message that says what to change.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -70,6 +71,8 @@ class Settings:
             raise ConfigurationError(
                 f"leeway={self.leeway} is more than 5 minutes; fix the servers' clocks instead"
             )
+        _finite_number("refresh_grace", self.refresh_grace)
+        _finite_number("store_timeout", self.store_timeout)
         if not 0 <= self.refresh_grace < self.refresh_ttl:
             raise ConfigurationError(
                 f"refresh_grace must be >= 0 and shorter than refresh_ttl, got {self.refresh_grace!r}"
@@ -158,6 +161,11 @@ def origins(values: Iterable[str]) -> frozenset[str]:
             )
         result.add(origin)
     return frozenset(result)
+
+
+def _finite_number(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}")
 
 
 def _positive_int(name: str, value: object) -> None:

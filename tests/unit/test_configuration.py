@@ -1,0 +1,435 @@
+"""Configuration: every bad setting stops TokenAuth(...) with a ConfigurationError saying what to change."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from starlette_refresh import (
+    ConfigurationError,
+    CookieSettings,
+    RedisStore,
+    Settings,
+    StoreUnavailable,
+    TokenAuth,
+)
+from starlette_refresh.settings import normalize_origin
+from tests.apps import SECRET
+
+Factory = Callable[..., TokenAuth]
+
+
+def refused(make: Callable[[], object], message: str) -> str:
+    """Asserts ``make()`` raises exactly ConfigurationError whose text contains ``message``."""
+    with pytest.raises(ConfigurationError, match=re.escape(message)) as caught:
+        make()
+    assert type(caught.value) is ConfigurationError
+    return str(caught.value)
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A local TCP port that refuses connections (bound, never listening) for the whole test."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()
+
+
+# --------------------------------------------------------------------------- secret
+
+
+@pytest.mark.parametrize("secret", [None, "", b""])
+def test_missing_secret_key(make_auth: Factory, secret: Any) -> None:
+    message = refused(lambda: make_auth(secret_key=secret), "TokenAuth needs secret_key")
+
+    assert "at least 32 bytes" in message
+
+
+@pytest.mark.parametrize("secret", ["x" * 31, b"x" * 31, "short"])
+def test_short_secret_key(make_auth: Factory, secret: str | bytes) -> None:
+    refused(lambda: make_auth(secret_key=secret), "the secret key must be at least 32 bytes")
+
+
+@pytest.mark.parametrize("secret", ["x" * 32, b"\x00" * 32, "é" * 16])
+def test_32_byte_secret_is_enough(make_auth: Factory, secret: str | bytes) -> None:
+    assert make_auth(secret_key=secret).settings.access_ttl == 300
+
+
+def test_secret_is_needed_even_with_a_key_ring(fake_redis: Any) -> None:
+    from starlette_refresh import SigningKey
+
+    refused(
+        lambda: TokenAuth(keys=[SigningKey.hmac(SECRET, kid="k")], redis=fake_redis),
+        "TokenAuth needs secret_key",
+    )
+
+
+# --------------------------------------------------------------------------- store
+
+
+def test_no_store_is_an_error_that_explains_there_is_no_in_memory_store() -> None:
+    message = refused(lambda: TokenAuth(secret_key=SECRET), "TokenAuth needs a shared session store")
+
+    assert "in-memory" in message
+    assert "redis_url=" in message
+
+
+@pytest.mark.parametrize(
+    ("stores", "names"),
+    [
+        ({"redis_url": "redis://127.0.0.1:6379/0", "redis": "client"}, "redis_url, redis"),
+        ({"redis_url": "redis://127.0.0.1:6379/0", "store": "store"}, "redis_url, store"),
+        ({"redis": "client", "store": "store"}, "redis, store"),
+        (
+            {"redis_url": "redis://127.0.0.1:6379/0", "redis": "client", "store": "store"},
+            "redis_url, redis, store",
+        ),
+    ],
+)
+def test_two_stores_are_an_error(stores: dict[str, Any], names: str) -> None:
+    refused(
+        lambda: TokenAuth(secret_key=SECRET, **stores),
+        f"pass only one of redis_url, redis and store (got {names})",
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:6379/0",
+        "redis+sentinel://127.0.0.1:26379/mymaster",
+        "redis-cluster://127.0.0.1:7000",
+        "127.0.0.1:6379",
+        "REDIS://127.0.0.1:6379/0 ",
+        "memory://",
+        "",
+    ],
+)
+def test_redis_url_with_a_bad_scheme(url: str) -> None:
+    message = refused(
+        lambda: TokenAuth(secret_key=SECRET, redis_url=url),
+        "redis_url must start with one of redis://, rediss://, unix://",
+    )
+
+    assert "pass redis=" in message
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379/0", "rediss://cache.example:6380/1", "unix:///run/redis.sock?db=0"]
+)
+def test_redis_url_with_a_good_scheme_builds(url: str) -> None:
+    assert isinstance(TokenAuth(secret_key=SECRET, redis_url=url).store, RedisStore)
+
+
+async def start_then_close(auth: TokenAuth) -> None:
+    try:
+        await auth.startup()
+    finally:
+        await auth.shutdown()
+
+
+def test_valid_config_builds_without_touching_redis(closed_port: int) -> None:
+    url = f"redis://127.0.0.1:{closed_port}/0"
+
+    auth = TokenAuth(secret_key=SECRET, redis_url=url, store_timeout=0.5)  # builds: nothing connects
+
+    assert isinstance(auth.store, RedisStore)
+    # The unreachable store only shows at startup, loudly, naming where it looked.
+    with pytest.raises(StoreUnavailable) as caught:
+        asyncio.run(start_then_close(auth))
+    message = str(caught.value)
+    assert message.startswith(f"starlette-refresh cannot reach its session store ({url}): ")
+    assert "the app will not start without its session store" in message
+
+
+def test_startup_message_redacts_the_redis_password(closed_port: int) -> None:
+    auth = TokenAuth(
+        secret_key=SECRET, redis_url=f"redis://app:hunter2-pass@127.0.0.1:{closed_port}/0", store_timeout=0.5
+    )
+
+    with pytest.raises(StoreUnavailable) as caught:
+        asyncio.run(start_then_close(auth))
+
+    assert "hunter2-pass" not in str(caught.value)
+    assert f"(redis://app:***@127.0.0.1:{closed_port}/0)" in str(caught.value)
+
+
+# --------------------------------------------------------------------------- settings through TokenAuth
+
+BAD_SETTINGS: list[tuple[str, dict[str, Any], str]] = [
+    ("access-equals-refresh", {"access_ttl": 3600, "refresh_ttl": 3600}, "must be shorter than refresh_ttl"),
+    ("access-above-refresh", {"access_ttl": 7200, "refresh_ttl": 3600}, "access_ttl (7200s) must be shorter"),
+    (
+        "refresh-above-absolute",
+        {"refresh_ttl": 90_000, "absolute_ttl": 86_400},
+        "refresh_ttl (90000s) must not exceed absolute_ttl (86400s)",
+    ),
+    ("negative-grace", {"refresh_grace": -1}, "refresh_grace must be >= 0 and shorter than refresh_ttl"),
+    (
+        "grace-equals-refresh",
+        {"refresh_grace": 3600},
+        "refresh_grace must be >= 0 and shorter than refresh_ttl",
+    ),
+    (
+        "grace-above-refresh",
+        {"refresh_grace": 10_000},
+        "refresh_grace must be >= 0 and shorter than refresh_ttl",
+    ),
+    ("grace-nan", {"refresh_grace": float("nan")}, "refresh_grace must be a number of seconds"),
+    ("grace-string", {"refresh_grace": "10"}, "refresh_grace must be a number of seconds"),
+    ("leeway-301", {"leeway": 301}, "leeway=301 is more than 5 minutes"),
+    ("leeway-negative", {"leeway": -1}, "leeway must be a whole number of seconds >= 0"),
+    ("leeway-float", {"leeway": 1.5}, "leeway must be a whole number of seconds >= 0"),
+    ("leeway-bool", {"leeway": True}, "leeway must be a whole number of seconds >= 0"),
+    ("access-float", {"access_ttl": 1.5}, "access_ttl must be a whole number > 0, got 1.5"),
+    ("access-string", {"access_ttl": "300"}, "access_ttl must be a whole number > 0, got '300'"),
+    ("access-bool", {"access_ttl": True}, "access_ttl must be a whole number > 0, got True"),
+    ("access-zero", {"access_ttl": 0}, "access_ttl must be a whole number > 0, got 0"),
+    ("access-negative", {"access_ttl": -300}, "access_ttl must be a whole number > 0, got -300"),
+    ("refresh-float", {"refresh_ttl": 3600.0}, "refresh_ttl must be a whole number > 0, got 3600.0"),
+    ("absolute-none", {"absolute_ttl": None}, "absolute_ttl must be a whole number > 0, got None"),
+    ("store-timeout-zero", {"store_timeout": 0}, "store_timeout must be > 0 seconds"),
+    ("store-timeout-nan", {"store_timeout": float("nan")}, "store_timeout must be a number of seconds"),
+    ("store-timeout-string", {"store_timeout": "2"}, "store_timeout must be a number of seconds"),
+    ("max-sessions-zero", {"max_sessions_per_user": 0}, "max_sessions_per_user must be a whole number > 0"),
+    ("retry-after-float", {"retry_after": 1.5}, "retry_after must be a whole number > 0"),
+    (
+        "prefix-no-slash",
+        {"prefix": "auth"},
+        "prefix must look like '/auth' (leading slash, no trailing slash)",
+    ),
+    ("prefix-trailing-slash", {"prefix": "/auth/"}, "prefix must look like '/auth'"),
+    ("prefix-root", {"prefix": "/"}, "prefix must look like '/auth'"),
+    ("prefix-empty", {"prefix": ""}, "prefix must look like '/auth'"),
+    (
+        "exclude-no-slash",
+        {"exclude": ["/public", "login"]},
+        "exclude entries are path prefixes like '/login', got 'login'",
+    ),
+    ("exclude-empty-entry", {"exclude": [""]}, "exclude entries are path prefixes like '/login', got ''"),
+    ("exclude-one-string", {"exclude": "/login"}, "exclude and trusted_origins take a list of strings"),
+    (
+        "origins-one-string",
+        {"trusted_origins": "https://app.example.com"},
+        "exclude and trusted_origins take a list of strings",
+    ),
+    (
+        "origin-bare-host",
+        {"trusted_origins": ["example.com"]},
+        "trusted_origins entries look like 'https://app.example.com', got 'example.com'",
+    ),
+    (
+        "origin-with-path",
+        {"trusted_origins": ["https://example.com/app"]},
+        "trusted_origins entries look like 'https://app.example.com', got 'https://example.com/app'",
+    ),
+    (
+        "origin-with-query",
+        {"trusted_origins": ["https://example.com?x=1"]},
+        "trusted_origins entries look like",
+    ),
+    ("origin-null", {"trusted_origins": ["null"]}, "trusted_origins entries look like"),
+    ("origin-wildcard", {"trusted_origins": ["*"]}, "trusted_origins entries look like"),
+    ("origin-ftp", {"trusted_origins": ["ftp://example.com"]}, "trusted_origins entries look like"),
+    (
+        "origin-userinfo",
+        {"trusted_origins": ["https://user@example.com"]},
+        "trusted_origins entries look like",
+    ),
+    (
+        "samesite-none-insecure",
+        {"cookie_samesite": "none", "cookie_secure": False},
+        "browsers drop SameSite=None cookies that are not Secure",
+    ),
+    (
+        "samesite-bad",
+        {"cookie_samesite": "sometimes"},
+        "cookie samesite must be 'strict', 'lax' or 'none', got 'sometimes'",
+    ),
+    ("samesite-empty", {"cookie_samesite": ""}, "cookie samesite must be 'strict', 'lax' or 'none'"),
+    ("cookie-semicolon", {"cookie_name": "rt;path=/"}, "cookie name 'rt;path=/' is not a valid cookie name"),
+    ("cookie-space", {"cookie_name": "refresh token"}, "is not a valid cookie name"),
+    ("cookie-equals", {"cookie_name": "a=b"}, "is not a valid cookie name"),
+    ("cookie-comma", {"cookie_name": "a,b"}, "is not a valid cookie name"),
+    ("cookie-newline", {"cookie_name": "rt\r\nSet-Cookie"}, "is not a valid cookie name"),
+    ("cookie-empty", {"cookie_name": ""}, "cookie name '' is not a valid cookie name"),
+    ("key-prefix-open-brace", {"key_prefix": "sr{"}, "key_prefix must be non-empty and free of '{' and '}'"),
+    ("key-prefix-hash-tag", {"key_prefix": "{app}:"}, "key_prefix must be non-empty and free of '{' and '}'"),
+    ("key-prefix-close-brace", {"key_prefix": "sr}"}, "key_prefix must be non-empty"),
+    ("key-prefix-empty", {"key_prefix": ""}, "key_prefix must be non-empty"),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"), [(o, m) for _, o, m in BAD_SETTINGS], ids=[name for name, _, _ in BAD_SETTINGS]
+)
+def test_bad_setting_is_a_configuration_error(
+    make_auth: Factory, overrides: dict[str, Any], message: str
+) -> None:
+    refused(lambda: make_auth(**overrides), message)
+
+
+def test_boundary_values_are_accepted(make_auth: Factory) -> None:
+    auth = make_auth(
+        access_ttl=3599,
+        refresh_ttl=3600,
+        absolute_ttl=3600,
+        refresh_grace=0,
+        leeway=300,
+        prefix="/a",
+        exclude=("/", "/static/"),
+        cookie_samesite="none",
+        cookie_secure=True,
+        trusted_origins=["https://App.Example.com:443", "http://localhost:8000"],
+        key_prefix="myapp:sessions:",
+    )
+
+    settings = auth.settings
+    assert (settings.access_ttl, settings.refresh_ttl, settings.absolute_ttl) == (3599, 3600, 3600)
+    assert settings.refresh_grace == 0
+    assert settings.leeway == 300
+    assert settings.prefix == "/a"
+    assert settings.cookie_path == "/a"
+    assert settings.exclude == ("/", "/static/")
+    assert settings.cookie == CookieSettings(name="refresh_token", secure=True, samesite="none")
+    assert settings.trusted_origins == frozenset({"https://app.example.com", "http://localhost:8000"})
+    assert settings.key_prefix == "myapp:sessions:"
+
+
+def test_defaults_match_the_design(fake_redis: Any) -> None:
+    settings = TokenAuth(secret_key=SECRET, redis=fake_redis).settings
+
+    assert settings.access_ttl == 900
+    assert settings.refresh_ttl == 7 * 86_400
+    assert settings.absolute_ttl == 30 * 86_400
+    assert settings.refresh_grace == 10
+    assert settings.prefix == "/auth"
+    assert settings.cookie_path == "/auth"
+    assert settings.cookie == CookieSettings(name="refresh_token", secure=True, samesite="strict")
+    assert settings.issuer is None
+    assert settings.audience is None
+
+
+def test_exclude_accepts_any_iterable(make_auth: Factory) -> None:
+    auth = make_auth(exclude=(path for path in ["/login", "/static/"]))
+
+    assert auth.settings.exclude == ("/login", "/static/")
+
+
+def test_settings_refuse_unnormalized_trusted_origins_directly() -> None:
+    refused(
+        lambda: Settings(trusted_origins=frozenset({"https://App.example.com"})),
+        "trusted_origins entries look like 'https://app.example.com' (scheme, host, optional port, "
+        "nothing else), got 'https://App.example.com'",
+    )
+    assert Settings(trusted_origins=frozenset({"https://app.example.com"})).trusted_origins == frozenset(
+        {"https://app.example.com"}
+    )
+
+
+def test_settings_refuse_bad_cookie_settings_directly() -> None:
+    refused(
+        lambda: Settings(cookie=CookieSettings(samesite="none", secure=False)),
+        "browsers drop SameSite=None cookies that are not Secure",
+    )
+
+
+def test_settings_are_immutable() -> None:
+    settings = Settings()
+
+    with pytest.raises(AttributeError):
+        settings.access_ttl = 1  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- exclude semantics
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/static", True),
+        ("/static/", True),
+        ("/static/app.js", True),
+        ("/static/css/site.css", True),
+        ("/staticfoo", False),
+        ("/static.js", False),
+        ("/stati", False),
+        ("/other/static", False),
+        ("/", False),
+        ("", False),
+        ("/Static", False),
+        ("/assets/", True),
+        ("/assets/logo.png", True),
+        ("/assets", False),
+        ("/assetsfoo", False),
+        ("/login", True),
+        ("/login/", True),
+        ("/login2", False),
+        ("/loginx/y", False),
+    ],
+)
+def test_is_excluded_matches_whole_segments(path: str, expected: bool) -> None:
+    settings = Settings(exclude=("/static", "/assets/", "/login"))
+
+    assert settings.is_excluded(path) is expected
+
+
+def test_nothing_is_excluded_by_default() -> None:
+    assert Settings().is_excluded("/") is False
+    assert Settings().is_excluded("/login") is False
+
+
+def test_root_exclude_covers_everything() -> None:
+    settings = Settings(exclude=("/",))
+
+    assert settings.is_excluded("/") is True
+    assert settings.is_excluded("/me") is True
+
+
+# --------------------------------------------------------------------------- origins
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("https://example.com", "https://example.com"),
+        ("https://example.com/", "https://example.com"),
+        ("https://example.com:443", "https://example.com"),
+        ("http://example.com:80", "http://example.com"),
+        ("https://example.com:80", "https://example.com:80"),
+        ("http://example.com:443", "http://example.com:443"),
+        ("http://localhost:8000", "http://localhost:8000"),
+        ("HTTPS://App.EXAMPLE.com", "https://app.example.com"),
+        ("https://APP.example.COM:8443", "https://app.example.com:8443"),
+        ("  https://example.com  ", "https://example.com"),
+        ("http://[::1]:8000", "http://[::1]:8000"),
+        ("http://[::1]:80", "http://[::1]"),
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
+        ("null", ""),
+        ("", ""),
+        ("example.com", ""),
+        ("//example.com", ""),
+        ("https://example.com/path", ""),
+        ("https://example.com/app/", ""),
+        ("https://example.com?x=1", ""),
+        ("https://example.com#top", ""),
+        ("https://user@example.com", ""),
+        ("https://user:pw@example.com", ""),
+        ("https://example.com:99999", ""),
+        ("https://example.com:port", ""),
+        ("ftp://example.com", ""),
+        ("file:///etc/passwd", ""),
+        ("javascript:alert(1)", ""),
+        ("https://", ""),
+    ],
+)
+def test_normalize_origin(value: str, expected: str) -> None:
+    assert normalize_origin(value) == expected
