@@ -92,7 +92,8 @@ class TokenAuthMiddleware:
         if message["type"] != "websocket.connect":
             return
         if "websocket.http.response" in scope.get("extensions", {}):
-            await response(scope, receive, _as_websocket_response(send))
+            # Starlette's Response sends websocket.http.response.* messages for websocket scopes.
+            await response(scope, receive, send)
             return
         reason = error.description if error is not None else "an access token is required"
         await send({"type": "websocket.close", "code": 1008, "reason": reason[:120]})
@@ -107,11 +108,12 @@ class TokenAuthMiddleware:
                 try:
                     await self.on_startup()
                 except Exception as exc:
-                    # Report it ourselves: the server then refuses to start, with our message.
+                    # Report it ourselves (Starlette's router reads this message outside its error
+                    # handling), then raise so in-process servers such as TestClient fail too.
                     failure = exc
                     logger.error("startup failed: %s", exc)
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    raise _StartupAborted from exc
+                    raise
             return message
 
         async def send_with_shutdown(message: Message) -> None:
@@ -121,24 +123,4 @@ class TokenAuthMiddleware:
                 await self.on_shutdown()
             await send(message)
 
-        try:
-            await self.app(scope, receive_with_startup, send_with_shutdown)
-        except _StartupAborted:
-            return
-
-
-class _StartupAborted(Exception):
-    """Unwinds the wrapped app's lifespan after our startup failed."""
-
-
-def _as_websocket_response(send: Send) -> Send:
-    """Maps ``http.response.*`` messages onto the ASGI WebSocket denial-response extension."""
-
-    async def wrapped(message: Message) -> None:
-        kind = message["type"]
-        if kind == "http.response.start":
-            await send({**message, "type": "websocket.http.response.start"})
-        elif kind == "http.response.body":
-            await send({**message, "type": "websocket.http.response.body"})
-
-    return wrapped
+        await self.app(scope, receive_with_startup, send_with_shutdown)

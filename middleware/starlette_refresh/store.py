@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -270,9 +271,12 @@ class RedisStore:
     @asynccontextmanager
     async def _guard(self, operation: str) -> AsyncIterator[None]:
         """Bounds the time of one store operation and maps transient failures to StoreUnavailable."""
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout):
                 yield
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("store %s ok in %.2f ms", operation, (time.perf_counter() - started) * 1000)
         except (TimeoutError, redis_errors.TimeoutError) as exc:
             logger.warning("store %s timed out after %.1fs", operation, self._timeout)
             raise StoreUnavailable(f"Redis did not answer {operation} within {self._timeout}s") from exc
