@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
 from starlette.datastructures import Headers
@@ -59,24 +60,27 @@ class TokenAuthMiddleware:
             return
         excluded = self.settings.is_excluded(path)
         try:
-            if query_carries_token(scope):
-                raise InvalidRequest("tokens in the query string are refused; send Authorization: Bearer")
-            token = bearer_token(Headers(scope=scope))
-            claims = self.access.verify(token) if token is not None else None
+            claims = self._verified_claims(scope)
         except AuthError as error:
-            if excluded:
-                claims, token = None, None
-            else:
+            if not excluded:
                 await self._refuse(scope, receive, send, error)
                 return
-        if claims is None and not excluded:
-            await self._refuse(scope, receive, send, None)
-            return
-        if claims is None:
+            claims = None  # an excluded path treats a bad token like no token
+        if claims is not None:
+            scope["user"], scope["auth"] = TokenUser(claims), credentials_for(claims)
+        elif excluded:
             scope["user"], scope["auth"] = UnauthenticatedUser(), AuthCredentials()
         else:
-            scope["user"], scope["auth"] = TokenUser(claims), credentials_for(claims)
+            await self._refuse(scope, receive, send, None)
+            return
         await self.app(scope, receive, send)
+
+    def _verified_claims(self, scope: Scope) -> dict[str, Any] | None:
+        """The claims of the request's bearer token; None without one; AuthError for a bad one."""
+        if query_carries_token(scope):
+            raise InvalidRequest("tokens in the query string are refused; send Authorization: Bearer")
+        token = bearer_token(Headers(scope=scope))
+        return self.access.verify(token) if token is not None else None
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: AuthError | None) -> None:
         if isinstance(error, InvalidToken) or error is None:
