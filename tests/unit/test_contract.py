@@ -681,11 +681,12 @@ def failure_chain(exc: BaseException | None) -> str:
     return " | ".join(messages)
 
 
-def test_unreachable_real_redis_fails_the_asgi_startup(make_auth: MakeAuth) -> None:
-    down = make_auth(redis=None, redis_url="redis://127.0.0.1:1/0", store_timeout=0.5)
-    app = build_app(down)
+def drive_asgi(
+    app: ASGIApp, scope: dict[str, Any], first: Message, *, tolerate_errors: bool = False
+) -> list[Message]:
+    """Runs ``app`` on ``scope`` with one incoming message (then silence); returns what it sent."""
     sent: list[Message] = []
-    inbox: list[Message] = [{"type": "lifespan.startup"}]
+    inbox: list[Message] = [first]
 
     async def receive() -> Message:
         if inbox:
@@ -697,10 +698,21 @@ def test_unreachable_real_redis_fails_the_asgi_startup(make_auth: MakeAuth) -> N
         sent.append(message)
 
     async def main() -> None:
-        with anyio.fail_after(5), contextlib.suppress(Exception):
-            await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+        with anyio.fail_after(5):
+            if tolerate_errors:
+                with contextlib.suppress(Exception):
+                    await app(scope, receive, send)
+            else:
+                await app(scope, receive, send)
 
     anyio.run(main)
+    return sent
+
+
+def test_unreachable_real_redis_fails_the_asgi_startup(make_auth: MakeAuth) -> None:
+    down = make_auth(redis=None, redis_url="redis://127.0.0.1:1/0", store_timeout=0.5)
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    sent = drive_asgi(build_app(down), scope, {"type": "lifespan.startup"}, tolerate_errors=True)
     assert [m["type"] for m in sent] == ["lifespan.startup.failed"]
     assert "cannot reach its session store" in sent[0]["message"]
     assert "redis://127.0.0.1:1/0" in sent[0]["message"]
@@ -1317,24 +1329,7 @@ def run_websocket_handshake(
         "subprotocols": [],
         "extensions": extensions,
     }
-    sent: list[Message] = []
-    inbox: list[Message] = [{"type": "websocket.connect"}]
-
-    async def receive() -> Message:
-        if inbox:
-            return inbox.pop(0)
-        await anyio.sleep_forever()
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    async def main() -> None:
-        with anyio.fail_after(5):
-            await app(scope, receive, send)
-
-    anyio.run(main)
-    return sent
+    return drive_asgi(app, scope, {"type": "websocket.connect"})
 
 
 def test_websocket_without_token_and_without_denial_extension_closes_1008(auth: TokenAuth) -> None:
