@@ -95,6 +95,10 @@ class Settings:
         for path in self.exclude:
             if not path.startswith("/"):
                 raise ConfigurationError(f"exclude entries are path prefixes like '/login', got {path!r}")
+            if path == "/":
+                raise ConfigurationError(
+                    "exclude '/' would leave every path unprotected; write '/$' to exclude only the root page"
+                )
         for origin in self.trusted_origins:
             if normalize_origin(origin) != origin:
                 raise ConfigurationError(
@@ -121,9 +125,17 @@ class Settings:
         return self.cookie.path or self.prefix
 
     def is_excluded(self, path: str) -> bool:
-        """True when ``path`` needs no access token (segment-wise prefix match)."""
+        """True when ``path`` needs no access token.
+
+        ``/static`` matches ``/static`` and everything below it (whole segments only, so not
+        ``/staticfoo``); ``/static/`` matches only what is below it; a trailing ``$`` asks for an
+        exact match (``/$`` is the root page alone).
+        """
         for prefix in self.exclude:
-            if prefix.endswith("/"):
+            if prefix.endswith("$"):
+                if path == prefix[:-1]:
+                    return True
+            elif prefix.endswith("/"):
                 if path.startswith(prefix):
                     return True
             elif path == prefix or path.startswith(prefix + "/"):

@@ -285,7 +285,7 @@ def test_boundary_values_are_accepted(make_auth: Factory) -> None:
         refresh_grace=0,
         leeway=300,
         prefix="/a",
-        exclude=("/", "/static/"),
+        exclude=("/$", "/static/"),
         cookie_samesite="none",
         cookie_secure=True,
         trusted_origins=["https://App.Example.com:443", "http://localhost:8000"],
@@ -298,7 +298,7 @@ def test_boundary_values_are_accepted(make_auth: Factory) -> None:
     assert settings.leeway == 300
     assert settings.prefix == "/a"
     assert settings.cookie_path == "/a"
-    assert settings.exclude == ("/", "/static/")
+    assert settings.exclude == ("/$", "/static/")
     assert settings.cookie == CookieSettings(name="refresh_token", secure=True, samesite="none")
     assert settings.trusted_origins == frozenset({"https://app.example.com", "http://localhost:8000"})
     assert settings.key_prefix == "myapp:sessions:"
@@ -387,11 +387,19 @@ def test_nothing_is_excluded_by_default() -> None:
     assert Settings().is_excluded("/login") is False
 
 
-def test_root_exclude_covers_everything() -> None:
-    settings = Settings(exclude=("/",))
+def test_root_exclude_is_refused_because_it_would_cover_everything() -> None:
+    with pytest.raises(ConfigurationError, match=re.escape("write '/$' to exclude only the root page")):
+        Settings(exclude=("/",))
 
-    assert settings.is_excluded("/") is True
-    assert settings.is_excluded("/me") is True
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [("/", True), ("/app", True), ("/app/", False), ("/me", False), ("/apple", False), ("/app/x", False)],
+)
+def test_dollar_suffix_excludes_exactly_one_path(path: str, expected: bool) -> None:
+    settings = Settings(exclude=("/$", "/app$"))
+
+    assert settings.is_excluded(path) is expected
 
 
 # --------------------------------------------------------------------------- origins
