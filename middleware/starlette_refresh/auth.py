@@ -163,7 +163,8 @@ class TokenAuth:
             await self.store.start()
         except StoreUnavailable as exc:
             raise StoreUnavailable(
-                f"starlette-refresh cannot reach its session store ({self._store_label}): {exc}. "
+                f"starlette-refresh cannot reach its session store ({self._store_label}): "
+                f"{str(exc).rstrip('.')}. "
                 "Start Redis or fix redis_url; the app will not start without its session store."
             ) from exc
         logger.info("session store ready (%s)", self._store_label)
