@@ -1,0 +1,158 @@
+"""The demo app: a login page, a dashboard and a small protected API on top of ``TokenAuth``.
+
+``create_app()`` is the uvicorn factory (``uvicorn demo_app.app:create_app --factory``); it reads its
+settings from the environment (see :mod:`demo_app.settings`) and needs ``REDIS_URL``, which
+``python -m demo_app`` provides by starting an embedded redis-server when it is not set.
+
+Which paths need an access token:
+
+* ``/auth/*``: answered by the library (``/auth/login`` is the demo's own and is excluded);
+* ``/api/*`` and every other path: protected, 401 without a valid bearer token;
+* exactly ``/`` (the login page, ``"/$"``), ``/app``, ``/static/*``, ``/healthz``, ``/favicon.ico``:
+  public (``exclude``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from starlette_refresh import StoreUnavailable, TokenAuth, TokenUser
+
+from .settings import DEMO_EMAIL, DEMO_PASSWORD, DEMO_SUBJECT, DemoSettings, SettingsError, load_settings
+
+logger = logging.getLogger("demo_app")
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+TEMPLATES_DIR = PACKAGE_DIR / "templates"
+#: The repository's static/ folder: the refresh manager and the demo's assets.
+STATIC_DIR = PACKAGE_DIR.parent / "static"
+
+#: Paths that need no access token: "/$" is the root page alone, the others are segment-wise prefixes.
+PUBLIC_PATHS = ("/$", "/app", "/static", "/healthz", "/auth/login", "/favicon.ico")
+HEALTH_TIMEOUT = 1.0
+MAX_LOGIN_BODY = 16_384
+
+#: Pages load scripts and styles from this origin only; nothing inline, nothing from a CDN.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def create_app(settings: DemoSettings | None = None) -> Starlette:
+    """Builds the demo app from ``settings`` (default: read from the environment)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s [%(process)d] %(name)s: %(message)s")
+    if settings is None:
+        settings = load_settings()
+    if settings.redis_url is None:
+        raise SettingsError(
+            "REDIS_URL is not set: run `python -m demo_app` (it starts its own redis-server) "
+            "or set REDIS_URL=redis://127.0.0.1:6379/0"
+        )
+    auth = TokenAuth(
+        secret_key=settings.jwt_secret,
+        redis_url=settings.redis_url,
+        access_ttl=settings.access_ttl,
+        refresh_ttl=settings.refresh_ttl,
+        absolute_ttl=settings.absolute_ttl,
+        refresh_grace=settings.refresh_grace,
+        exclude=list(PUBLIC_PATHS),
+        cookie_secure=settings.cookie_secure,
+    )
+    templates = Jinja2Templates(directory=TEMPLATES_DIR)
+
+    async def login_page(request: Request) -> Response:
+        return templates.TemplateResponse(request, "login.html", headers=PAGE_HEADERS)
+
+    async def dashboard_page(request: Request) -> Response:
+        return templates.TemplateResponse(request, "dashboard.html", headers=PAGE_HEADERS)
+
+    async def login(request: Request) -> Response:
+        parsed, body = await _json_body(request)
+        if not parsed:
+            return JSONResponse({"error": "invalid_request"}, status_code=400, headers=NO_STORE)
+        email = body.get("email") if isinstance(body, dict) else None
+        password = body.get("password") if isinstance(body, dict) else None
+        if not isinstance(email, str) or not isinstance(password, str) or not _is_demo_user(email, password):
+            logger.info("login refused: wrong email or password")
+            return JSONResponse({"error": "invalid_credentials"}, status_code=401, headers=NO_STORE)
+        return await auth.login(request, subject=DEMO_SUBJECT, claims={"email": DEMO_EMAIL})
+
+    async def me(request: Request) -> Response:
+        user: TokenUser = request.user
+        return JSONResponse(
+            {"sub": user.identity, "email": user.claims.get("email"), "sid": user.session_id},
+            headers=NO_STORE,
+        )
+
+    async def healthz(request: Request) -> Response:
+        try:
+            await asyncio.wait_for(auth.store.ping(), timeout=HEALTH_TIMEOUT)
+        except (StoreUnavailable, TimeoutError) as exc:
+            logger.warning("health check: session store unavailable (%s)", exc or "timeout")
+            return JSONResponse(
+                {"status": "degraded", "store": "unavailable"}, status_code=503, headers=NO_STORE
+            )
+        return JSONResponse({"status": "ok", "store": "ok"}, headers=NO_STORE)
+
+    async def favicon(request: Request) -> Response:
+        return Response(status_code=204)  # the pages link an SVG icon; this keeps the log quiet
+
+    app = Starlette(
+        routes=[
+            Route("/", login_page, name="login_page"),
+            Route("/app", dashboard_page, name="dashboard"),
+            Route("/auth/login", login, methods=["POST"], name="login"),
+            Route("/api/me", me, name="me"),
+            Route("/healthz", healthz, name="healthz"),
+            Route("/favicon.ico", favicon),
+            Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+        ],
+        middleware=[auth.middleware()],
+    )
+    app.state.auth = auth
+    app.state.settings = settings
+    return app
+
+
+async def _json_body(request: Request) -> tuple[bool, Any]:
+    """``(True, value)`` for a JSON body; ``(False, None)`` when it is not JSON or too large."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_LOGIN_BODY:
+            return False, None
+        chunks.append(chunk)
+    try:
+        return True, json.loads(b"".join(chunks))
+    except (ValueError, UnicodeDecodeError):
+        return False, None
+
+
+def _is_demo_user(email: str, password: str) -> bool:
+    """Constant-time check of both fields (no early exit that would tell which one was wrong)."""
+    # JSON strings may hold lone surrogates; "surrogatepass" encodes them instead of raising.
+    given_email = email.strip().lower().encode("utf-8", "surrogatepass")
+    given_password = password.encode("utf-8", "surrogatepass")
+    email_ok = hmac.compare_digest(given_email, DEMO_EMAIL.encode())
+    password_ok = hmac.compare_digest(given_password, DEMO_PASSWORD.encode())
+    return email_ok and password_ok
