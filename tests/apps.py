@@ -23,7 +23,7 @@ SECRET = "test-secret-0123456789-0123456789-0123456789"
 
 
 def build_app(auth: TokenAuth) -> Starlette:
-    """Routes: POST /login, GET /me (protected), GET /public (excluded), /auth/custom (app's own)."""
+    """Routes: POST /login, GET /me (protected), GET /public, GET /health, /auth/custom (app's own)."""
 
     async def login(request: Request) -> Response:
         body: dict[str, Any] = await request.json() if await request.body() else {}
@@ -46,6 +46,9 @@ def build_app(auth: TokenAuth) -> Starlette:
     async def public(request: Request) -> JSONResponse:
         return JSONResponse({"authenticated": request.user.is_authenticated})
 
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse(await auth.health())
+
     async def custom(request: Request) -> PlainTextResponse:
         return PlainTextResponse("app route under the prefix")
 
@@ -60,6 +63,7 @@ def build_app(auth: TokenAuth) -> Starlette:
             Route("/me", me),
             Route("/guarded", guarded),
             Route("/public", public),
+            Route("/health", health),
             Route("/auth/custom", custom),
             WebSocketRoute("/ws", ws),
         ],
@@ -77,7 +81,7 @@ def auth_from_env() -> TokenAuth:
         refresh_ttl=int(env.get("SR_REFRESH_TTL", "3600")),
         refresh_grace=float(env.get("SR_GRACE", "10")),
         store_timeout=float(env.get("SR_STORE_TIMEOUT", "1")),
-        exclude=["/login", "/public"],
+        exclude=["/login", "/public", "/health"],
         cookie_secure=False,
     )
 

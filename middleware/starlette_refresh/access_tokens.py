@@ -10,7 +10,7 @@ import binascii
 import json
 import math
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,8 +41,11 @@ class IssuedAccessToken:
 class AccessTokenCodec:
     """Mints and verifies access tokens with one key ring, one clock and one set of rules."""
 
-    def __init__(self, keys: KeyRing, settings: Settings, clock: Clock) -> None:
+    def __init__(
+        self, keys: KeyRing, settings: Settings, clock: Clock, is_revoked: Callable[[str], bool] | None = None
+    ) -> None:
         self._keys = keys
+        self._is_revoked = is_revoked
         self._settings = settings
         self._clock = clock
         self._jws = PyJWS()
@@ -107,6 +110,8 @@ class AccessTokenCodec:
         if not isinstance(claims, dict):
             raise InvalidToken("malformed token")
         self._check_claims(claims)
+        if self._is_revoked is not None and self._is_revoked(claims["sid"]):
+            raise InvalidToken("token revoked")
         return claims
 
     def _check_claims(self, claims: dict[str, Any]) -> None:

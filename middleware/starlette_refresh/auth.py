@@ -17,6 +17,7 @@ from .errors import AuthError, ConfigurationError, StoreUnavailable
 from .keys import KeyRing, SigningKey, as_key_ring
 from .middleware import TokenAuthMiddleware
 from .refresh_tokens import RefreshTokenCodec
+from .revocations import RevocationFeed, RevocationList
 from .sessions import SessionService
 from .settings import CookieSettings, SameSite, Settings, origins
 from .store import RedisStore, SessionStore, redact_url
@@ -73,6 +74,7 @@ class TokenAuth:
         key_prefix: str = "sr:",
         max_sessions_per_user: int = 100,
         store_timeout: float = 2.0,
+        store_max_connections: int = 100,
         retry_after: int = 2,
         clock: Clock = system_clock,
     ) -> None:
@@ -100,15 +102,18 @@ class TokenAuth:
             key_prefix=key_prefix,
             max_sessions_per_user=max_sessions_per_user,
             store_timeout=store_timeout,
+            store_max_connections=store_max_connections,
             retry_after=retry_after,
         )
         self.clock = clock
         key_ring, refresh_secret = _keys(secret_key, keys)
         self.store = _store(redis_url, redis, store, self.settings)
         self._store_label = redact_url(redis_url) if redis_url else type(self.store).__name__
-        self.access = AccessTokenCodec(key_ring, self.settings, clock)
+        self.revocations = RevocationList(clock)
+        self.revocation_feed = RevocationFeed(self.store, self.revocations, clock)
+        self.access = AccessTokenCodec(key_ring, self.settings, clock, self.revocations.is_revoked)
         self.sessions = SessionService(
-            self.settings, self.store, self.access, RefreshTokenCodec(refresh_secret), clock
+            self.settings, self.store, self.access, RefreshTokenCodec(refresh_secret), clock, self.revocations
         )
         self.endpoints = AuthEndpoints(self.settings, self.sessions, self.access)
 
@@ -171,10 +176,28 @@ class TokenAuth:
         persistence = getattr(self.store, "persistence", None)
         if persistence is not None:
             _warn_about_persistence(await persistence(), self._store_label)
+        await self.revocation_feed.start()
 
     async def shutdown(self) -> None:
-        """Closes the store's connections; called on the ASGI ``lifespan`` shutdown."""
+        """Stops the revocation feed and closes the store's connections (ASGI ``lifespan`` shutdown)."""
+        await self.revocation_feed.stop()
         await self.store.close()
+
+    async def health(self) -> dict[str, Any]:
+        """For health endpoints: ``{"store": "ok" | "unavailable", "revocations": "live" | "stale",
+        "revoked_sessions": n}``. ``stale`` means this process is not receiving revocations now;
+        it keeps enforcing the ones it knows and catches up when the feed reconnects."""
+        try:
+            await self.store.ping()
+            store = "ok"
+        except StoreUnavailable:
+            store = "unavailable"
+        feed = self.revocation_feed.status()
+        return {
+            "store": store,
+            "revocations": "live" if feed["live"] else "stale",
+            "revoked_sessions": feed["entries"],
+        }
 
 
 def _keys(
@@ -211,7 +234,12 @@ def _store(redis_url: str | None, redis: Any, store: SessionStore | None, settin
             f"redis_url must start with one of {', '.join(_URL_SCHEMES)}, got {str(redis_url)[:40]!r}; "
             "for Cluster or Sentinel, build the redis-py client yourself and pass redis=..."
         )
-    return RedisStore(url=redis_url, key_prefix=settings.key_prefix, timeout=settings.store_timeout)
+    return RedisStore(
+        url=redis_url,
+        key_prefix=settings.key_prefix,
+        timeout=settings.store_timeout,
+        max_connections=settings.store_max_connections,
+    )
 
 
 def _warn_about_persistence(config: dict[str, str] | None, label: str) -> None:

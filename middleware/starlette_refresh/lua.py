@@ -47,11 +47,19 @@ return evicted
 """
 )
 
-# KEYS: session, index. ARGV: session id, presented generation, now, grace (ms), idle ttl (ms).
-# Returns {outcome, generation, idle expiry, subject, claims, stored generation}.
+# KEYS: session, index. ARGV: session id, presented generation, now, grace (ms), idle ttl (ms),
+# deadline (Redis TIME, ms; 0 for none). Returns {outcome, generation, idle expiry, subject, claims,
+# stored generation}. A call that reaches Redis after its deadline changes nothing ('late'): the app
+# has already answered 503, and a rotation nobody will ever see would turn the client's retry into
+# a "reuse" once the grace window has passed.
 ROTATE = (
     _PRELUDE
     + """
+local deadline = tonumber(ARGV[6])
+if deadline > 0 then
+  local t = redis.call('TIME')
+  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > deadline then return {'late'} end
+end
 local f = redis.call('HMGET', KEYS[1], 'gen', 'rot', 'exp', 'abs', 'sub', 'cl')
 if not f[1] then return {'missing'} end
 if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then
@@ -103,10 +111,11 @@ return removed
 
 # KEYS: index, then the session keys known when the caller read the index. Deleting the index
 # ends every session at once, including any the caller did not see; the rest only frees memory.
+# Returns the ids of the sessions that were alive.
 REVOKE_ALL = """
-local count = redis.call('ZCARD', KEYS[1])
+local members = redis.call('ZRANGE', KEYS[1], 0, -1)
 redis.call('DEL', unpack(KEYS))
-return count
+return members
 """
 
 SCRIPTS = {"create": CREATE, "rotate": ROTATE, "revoke": REVOKE, "revoke_all": REVOKE_ALL}

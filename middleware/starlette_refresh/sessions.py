@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +17,7 @@ from .access_tokens import AccessTokenCodec, check_app_claims
 from .clock import Clock
 from .errors import InvalidGrant
 from .refresh_tokens import RefreshToken, RefreshTokenCodec, fingerprint
+from .revocations import RevocationList, entry_for
 from .settings import Settings
 from .store import SessionStore
 
@@ -68,7 +69,9 @@ class SessionService:
         access: AccessTokenCodec,
         refresh: RefreshTokenCodec,
         clock: Clock,
+        revocations: RevocationList,
     ) -> None:
+        self.revocations = revocations
         self.settings = settings
         self.store = store
         self.access = access
@@ -108,6 +111,7 @@ class SessionService:
                 tag,
                 ", ".join(evicted),
             )
+            await self._announce(tag, evicted)
         issued = self._issue(subject, json.loads(claims_json), tag, session_id, 0, idle, now_ms)
         logger.info(
             "login: new session %s for user %s (refresh %s)",
@@ -120,6 +124,16 @@ class SessionService:
     async def refresh(self, raw_token: str) -> IssuedSession:
         """Rotates ``raw_token``; raises :class:`InvalidGrant` or ``StoreUnavailable``."""
         token = self._parse(raw_token, "refresh")
+        if self.revocations.is_revoked(token.session_id):
+            # Revoked, yet presented: end it in the store again, in case Redis lost the
+            # revocation (restored from an older snapshot) and would otherwise resurrect it.
+            await self.store.revoke(token.user_tag, token.session_id, None)
+            logger.warning(
+                "refresh refused: session %s is revoked (refresh %s); ended it in the store again",
+                token.session_id,
+                fingerprint(raw_token),
+            )
+            raise InvalidGrant("refresh token is invalid or revoked")
         now_ms = self._now_ms()
         verdict = await self.store.rotate(
             token.user_tag,
@@ -159,6 +173,7 @@ class SessionService:
                 where,
                 verdict.generation,
             )
+            await self._announce(token.user_tag, [token.session_id])
             raise InvalidGrant("refresh token was already used; the session has been revoked")
         logger.info("refresh refused (%s): %s", verdict.outcome, where)
         if verdict.outcome == "expired":
@@ -179,23 +194,32 @@ class SessionService:
                 )
                 return
             ended = await self.store.revoke(token.user_tag, token.session_id, None)
+            # Announced even when already gone: an earlier attempt may have ended it and then
+            # failed to announce it.
+            await self._announce(token.user_tag, [token.session_id])
             logger.info("logout: session %s %s", token.session_id, "ended" if ended else "was already gone")
             return
         if session_hint is not None:
             subject, session_id = session_hint
-            ended = await self.store.revoke(self.refresh_codec.user_tag(subject), session_id, subject)
+            tag = self.refresh_codec.user_tag(subject)
+            ended = await self.store.revoke(tag, session_id, subject)
+            await self._announce(tag, [session_id])
             logger.info("logout: session %s %s", session_id, "ended" if ended else "was already gone")
 
     async def logout_all(self, subject: str) -> int:
         """Ends every session of ``subject``; returns how many were alive."""
         tag = self.refresh_codec.user_tag(subject)
-        count = await self.store.revoke_all(tag)
-        logger.info("logout-all: ended %d session(s) of user %s", count, tag)
-        return count
+        ended = await self.store.revoke_all(tag)
+        await self._announce(tag, ended)
+        logger.info("logout-all: ended %d session(s) of user %s", len(ended), tag)
+        return len(ended)
 
     async def revoke(self, subject: str, session_id: str) -> bool:
         """Ends one of ``subject``'s sessions; False when it is not theirs or not alive."""
-        ended = await self.store.revoke(self.refresh_codec.user_tag(subject), session_id, subject)
+        tag = self.refresh_codec.user_tag(subject)
+        ended = await self.store.revoke(tag, session_id, subject)
+        if ended:
+            await self._announce(tag, [session_id])
         logger.info("revoke: session %s %s", session_id, "ended" if ended else "not found for this user")
         return ended
 
@@ -246,6 +270,16 @@ class SessionService:
             session_id=session_id,
             subject=subject,
         )
+
+    async def _announce(self, user_tag: str, session_ids: Sequence[str]) -> None:
+        """Makes the sessions' access tokens fail here at once, and on every other process via Redis."""
+        if not session_ids:
+            return
+        entries = [entry_for(user_tag, sid) for sid in session_ids]
+        until = self.clock() + self.settings.access_ttl + self.settings.leeway
+        self.revocations.add(entries, until)
+        await self.store.publish_revocations(entries, int(until * 1000), self._now_ms())
+        logger.info("revocation announced: %s", ", ".join(session_ids))
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)

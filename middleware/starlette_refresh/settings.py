@@ -53,6 +53,7 @@ class Settings:
     key_prefix: str = "sr:"
     max_sessions_per_user: int = 100
     store_timeout: float = 2.0
+    store_max_connections: int = 100
     retry_after: int = 2
     max_body_bytes: int = 16_384
     max_claims_bytes: int = 4_096
@@ -62,6 +63,7 @@ class Settings:
         _positive_int("refresh_ttl", self.refresh_ttl)
         _positive_int("absolute_ttl", self.absolute_ttl)
         _positive_int("max_sessions_per_user", self.max_sessions_per_user)
+        _positive_int("store_max_connections", self.store_max_connections)
         _positive_int("retry_after", self.retry_after)
         _positive_int("max_body_bytes", self.max_body_bytes)
         _positive_int("max_claims_bytes", self.max_claims_bytes)

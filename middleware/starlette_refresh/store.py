@@ -8,11 +8,13 @@ which the endpoints answer with 503; it is never mistaken for an expired session
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -24,6 +26,9 @@ from .lua import SCRIPTS
 logger = logging.getLogger("starlette_refresh.store")
 
 Outcome = Literal["rotated", "grace", "reused", "expired", "revoked", "missing"]
+
+# How long before our own timeout a rotation must have run, so that its answer can still reach us.
+_DEADLINE_MARGIN = 0.1
 
 # ResponseError prefixes that mean "not now" rather than "this command is wrong".
 _TRANSIENT_PREFIXES = ("BUSY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "OOM")
@@ -79,8 +84,11 @@ class SessionStore(Protocol):
         idle_ttl_ms: int,
     ) -> Rotation: ...
     async def revoke(self, user_tag: str, session_id: str, subject: str | None) -> bool: ...
-    async def revoke_all(self, user_tag: str) -> int: ...
+    async def revoke_all(self, user_tag: str) -> list[str]: ...
     async def list_sessions(self, user_tag: str, subject: str, now_ms: int) -> list[StoredSession]: ...
+    async def publish_revocations(self, entries: Sequence[str], until_ms: int, now_ms: int) -> None: ...
+    async def load_revocations(self, now_ms: int) -> dict[str, int]: ...
+    def subscription(self) -> AbstractAsyncContextManager[Any]: ...
 
 
 class _Script:
@@ -95,10 +103,10 @@ class _Script:
         try:
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
         except redis_errors.NoScriptError:
-            # The script cache is empty after a Redis restart, failover or SCRIPT FLUSH.
-            logger.info("script %s not cached on the server (NOSCRIPT); loading it again", self.name)
-            await redis.script_load(self.source)
-            return await redis.evalsha(self.sha, len(keys), *keys, *args)
+            # The script cache is empty after a Redis restart, failover or SCRIPT FLUSH. EVAL runs
+            # the source and caches it again in one round trip, whatever happens to the cache next.
+            logger.info("script %s not cached on the server (NOSCRIPT); sending its source", self.name)
+            return await redis.eval(self.source, len(keys), *keys, *args)
 
 
 class RedisStore:
@@ -116,6 +124,7 @@ class RedisStore:
         url: str | None = None,
         key_prefix: str = "sr:",
         timeout: float = 2.0,
+        max_connections: int = 100,
     ) -> None:
         if (redis is None) == (url is None):
             raise TypeError("RedisStore needs exactly one of a redis-py asyncio client or a url")
@@ -124,13 +133,15 @@ class RedisStore:
         self._prefix = key_prefix
         self._timeout = timeout
         self._scripts = {name: _Script(name, source) for name, source in SCRIPTS.items()}
+        self._max_connections = max_connections
+        self._redis_clock_offset: float | None = None  # Redis TIME minus our time.time(), seconds
 
     @property
     def redis(self) -> Any:
         """The client, created from the URL on first use."""
         if self._client is None:
             assert self._url is not None
-            self._client = client_from_url(self._url, self._timeout)
+            self._client = client_from_url(self._url, self._timeout, self._max_connections)
         return self._client
 
     def session_key(self, user_tag: str, session_id: str) -> str:
@@ -147,6 +158,14 @@ class RedisStore:
             await self.redis.ping()
             for script in self._scripts.values():
                 await self.redis.script_load(script.source)
+            await self._calibrate()
+
+    async def _calibrate(self) -> None:
+        """Measures how far Redis's clock is from ours, so rotation deadlines mean the same on both."""
+        sent = time.time()
+        seconds, micros = await self.redis.time()
+        received = time.time()
+        self._redis_clock_offset = seconds + micros / 1e6 - (sent + received) / 2
 
     async def close(self) -> None:
         """Closes the client when this store created it (a later use creates a new one)."""
@@ -211,12 +230,25 @@ class RedisStore:
         grace_ms: int,
         idle_ttl_ms: int,
     ) -> Rotation:
-        """Runs the one atomic refresh step; see :mod:`starlette_refresh.lua`."""
+        """Runs the one atomic refresh step; see :mod:`starlette_refresh.lua`.
+
+        Raises :class:`StoreUnavailable` when Redis ran it too late to answer in time; it then
+        changed nothing, so the client's retry presents a token that is still current.
+        """
         keys = [self.session_key(user_tag, session_id), self.index_key(user_tag)]
-        args = [session_id, generation, now_ms, grace_ms, idle_ttl_ms]
         async with self._guard("rotate"):
+            if self._redis_clock_offset is None:
+                await self._calibrate()
+            assert self._redis_clock_offset is not None
+            budget = max(self._timeout - _DEADLINE_MARGIN, self._timeout / 2)
+            deadline_ms = int((time.time() + self._redis_clock_offset + budget) * 1000)
+            args = [session_id, generation, now_ms, grace_ms, idle_ttl_ms, deadline_ms]
             reply = await self._scripts["rotate"](self.redis, keys, args)
         outcome = _text(reply[0])
+        if outcome == "late":
+            self._redis_clock_offset = None  # measure again: the clocks may have moved apart
+            logger.warning("store rotate ran after its deadline; nothing changed")
+            raise StoreUnavailable("Redis ran the refresh after its deadline; nothing changed")
         if len(reply) == 1:
             return Rotation(outcome=outcome)  # type: ignore[arg-type]
         if len(reply) == 2:
@@ -237,14 +269,58 @@ class RedisStore:
             removed = await self._scripts["revoke"](self.redis, keys, [session_id, subject or ""])
         return bool(removed)
 
-    async def revoke_all(self, user_tag: str) -> int:
-        """Ends every session of a user atomically; returns how many were alive."""
+    async def revoke_all(self, user_tag: str) -> list[str]:
+        """Ends every session of a user atomically; returns the ids of those that were alive."""
         index = self.index_key(user_tag)
         async with self._guard("revoke_all"):
             members = await self.redis.zrange(index, 0, -1)
             keys = [index, *(self.session_key(user_tag, _text(m)) for m in members)]
-            count = await self._scripts["revoke_all"](self.redis, keys, [])
-        return int(count)
+            ended = await self._scripts["revoke_all"](self.redis, keys, [])
+        return [_text(sid) for sid in ended]
+
+    @property
+    def revocations_key(self) -> str:
+        """Sorted set of recently revoked sessions (``<user tag>.<session id>``), scored by expiry."""
+        return f"{self._prefix}{{revocations}}"
+
+    @property
+    def revocations_channel(self) -> str:
+        """The pub/sub channel that tells every app process about a revocation at once."""
+        return f"{self._prefix}revocations"
+
+    async def publish_revocations(self, entries: Sequence[str], until_ms: int, now_ms: int) -> None:
+        """Records revoked sessions until ``until_ms`` and announces them to every process.
+
+        One round trip. The record lets a process that was disconnected catch up when it
+        reconnects; entries are kept only as long as the access tokens they could stop.
+        """
+        if not entries:
+            return
+        key = self.revocations_key
+        async with self._guard("publish_revocations"), self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(key, dict.fromkeys(entries, until_ms))
+            pipe.zremrangebyscore(key, "-inf", now_ms)
+            pipe.pexpire(key, max(1, until_ms - now_ms))
+            pipe.publish(self.revocations_channel, json.dumps({"revoked": list(entries), "until": until_ms}))
+            await pipe.execute()
+
+    async def load_revocations(self, now_ms: int) -> dict[str, int]:
+        """Every revocation still in force: entry -> until (ms)."""
+        async with self._guard("load_revocations"):
+            rows = await self.redis.zrangebyscore(self.revocations_key, f"({now_ms}", "+inf", withscores=True)
+        return {_text(member): int(score) for member, score in rows}
+
+    @asynccontextmanager
+    async def subscription(self) -> AsyncIterator[Any]:
+        """A pub/sub connection subscribed to the revocations channel (closed on exit)."""
+        pubsub = self.redis.pubsub()
+        try:
+            async with self._guard("subscribe"):
+                await pubsub.subscribe(self.revocations_channel)
+            yield pubsub
+        finally:
+            with contextlib.suppress(Exception):  # the connection may already be dead
+                await pubsub.aclose()
 
     async def list_sessions(self, user_tag: str, subject: str, now_ms: int) -> list[StoredSession]:
         """The user's live sessions, oldest first."""
@@ -302,25 +378,29 @@ class RedisStore:
             raise StoreUnavailable(f"Redis Cluster is unavailable: {_describe(exc)}") from exc
 
 
-def client_from_url(url: str, timeout: float) -> Any:
+def client_from_url(url: str, timeout: float, max_connections: int = 100) -> Any:
     """A redis-py asyncio client for ``redis://``, ``rediss://`` or ``unix://`` URLs.
 
     Its retry policy is one quick retry (a pooled connection may be stale after a Redis restart), so
-    an outage turns into a 503 within about ``timeout`` seconds instead of a request that hangs.
+    an outage turns into a 503 within about ``timeout`` seconds instead of a request that hangs. When
+    all ``max_connections`` are busy, a request waits for one (up to ``timeout``) instead of failing.
     """
-    from redis.asyncio import Redis
+    from redis.asyncio import BlockingConnectionPool, Redis
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialWithJitterBackoff
 
     retry = Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.1), retries=1)
-    return Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=retry,
         retry_on_error=[redis_errors.ConnectionError, redis_errors.TimeoutError],
         health_check_interval=30,
     )
+    return Redis(connection_pool=pool)
 
 
 def redact_url(url: str) -> str:

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 import httpx2
 import redis
 
+from starlette_refresh.refresh_tokens import RefreshTokenCodec
+from tests.apps import SECRET
 from tests.integration.helpers import app_env, login, me, refresh
 from tests.support.fixtures import AppServerFactory, RedisServerFactory
 from tests.support.processes import AppServer, RedisServer
@@ -58,6 +60,28 @@ def test_paused_redis_times_out_into_503(
         assert me(app, issued["access_token"]).status_code == 200
     finally:
         os.kill(redis_server.pid, signal.SIGCONT)
+    assert_recovers(app, issued["refresh_token"])
+
+
+def test_a_refresh_answered_503_during_a_stall_never_rotates_later(
+    redis_server_factory: RedisServerFactory, app_server_factory: AppServerFactory
+) -> None:
+    """Redis stalls past the timeout and then runs the queued refresh: it must change nothing, or
+    the client's retry after the grace window would look like a stolen token's reuse."""
+    server = redis_server_factory(extra_args=["--enable-debug-command", "local"])
+    app = app_server_factory(APP, app_env(server, SR_STORE_TIMEOUT="0.5", SR_GRACE="1"), factory=True)
+    issued = login(app)
+    stall = threading.Thread(
+        target=lambda: server.client(socket_timeout=10).execute_command("DEBUG", "SLEEP", "1.5")
+    )
+    stall.start()
+    time.sleep(0.1)
+    assert_unavailable(app, issued["refresh_token"])
+    stall.join()
+    parsed = RefreshTokenCodec(SECRET.encode()).parse(issued["refresh_token"])
+    session_key = f"sr:{{{parsed.user_tag}}}:s:{parsed.session_id}"
+    assert server.client().hget(session_key, "gen") == b"0"  # the queued refresh ran late and did nothing
+    time.sleep(1.2)  # past the 1 s grace window: a late rotation would now make the retry a "reuse"
     assert_recovers(app, issued["refresh_token"])
 
 

@@ -257,3 +257,18 @@ async def test_concurrent_refreshes_rotate_once(service: SessionService) -> None
     assert len({a.access_token for a in answers}) == 50
     assert await generation_in_store(service, answers[0].refresh_token) == 1
     await service.refresh(answers[0].refresh_token)
+
+
+async def test_a_rotation_that_reaches_redis_after_its_deadline_changes_nothing(
+    service: SessionService,
+) -> None:
+    issued = await service.login("alice")
+    store = store_of(service)
+    parsed = service.parse_refresh_token(issued.refresh_token)
+    keys = [store.session_key(parsed.user_tag, parsed.session_id), store.index_key(parsed.user_tag)]
+    rotate = store._scripts["rotate"]
+    late = await rotate(store.redis, keys, [parsed.session_id, 0, 1_800_000_000_000, 10_000, 3_600_000, 1])
+    assert [x.decode() if isinstance(x, bytes) else x for x in late] == ["late"]
+    assert await generation_in_store(service, issued.refresh_token) == 0
+    rotated = await service.refresh(issued.refresh_token)  # the real call has a future deadline
+    assert await generation_in_store(service, rotated.refresh_token) == 1

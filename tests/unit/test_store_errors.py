@@ -28,6 +28,16 @@ class FailingClient:
     async def ping(self) -> Any:
         raise self.error
 
+    async def time(self) -> Any:
+        raise self.error
+
+
+class CalibratedFailingClient(FailingClient):
+    """Answers TIME (the store measures clock offset first), then fails the script call."""
+
+    async def time(self) -> Any:
+        return (1_800_000_000, 0)
+
 
 class SlowClient:
     async def ping(self) -> Any:
@@ -50,9 +60,10 @@ TRANSIENT = [
 
 @pytest.mark.parametrize("error", TRANSIENT, ids=lambda e: type(e).__name__ + ":" + str(e)[:12])
 def test_transient_failures_become_store_unavailable(error: BaseException) -> None:
+    for client in (FailingClient(error), CalibratedFailingClient(error)):
+        with pytest.raises(StoreUnavailable):
+            asyncio.run(RedisStore(client).rotate("0" * 20, "s" * 22, 0, 0, 10_000, 60_000))
     store = RedisStore(FailingClient(error))
-    with pytest.raises(StoreUnavailable):
-        asyncio.run(store.rotate("0" * 20, "s" * 22, 0, 0, 10_000, 60_000))
     with pytest.raises(StoreUnavailable):
         asyncio.run(store.ping())
 

@@ -1,0 +1,182 @@
+"""Revocation that reaches access tokens on every app instance within a second.
+
+Each process keeps the recently revoked sessions in memory (:class:`RevocationList`), so checking an
+access token costs a dict lookup and no Redis round trip. :class:`RevocationFeed` keeps that list
+current: it subscribes to the revocations channel and, on every (re)connect, reloads the durable
+record from Redis. An entry lives as long as the access tokens it could stop (``access_ttl`` plus
+the leeway); after that every token of the session has expired on its own.
+
+When the feed is down (Redis unreachable or partitioned from this process), the process keeps the
+entries it has and keeps accepting other valid tokens: a store outage must not log anyone out, and no
+revocation can be made through a Redis that nobody reaches. Revocations made elsewhere during a
+partition apply here as soon as the feed reconnects. ``status()`` says which state the feed is in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from redis import exceptions as redis_errors
+
+from .clock import Clock
+from .errors import StoreUnavailable
+from .store import SessionStore
+
+logger = logging.getLogger("starlette_refresh.revocations")
+
+
+def entry_for(user_tag: str, session_id: str) -> str:
+    """The record of one revoked session: ``<user tag>.<session id>`` (neither contains a dot)."""
+    return f"{user_tag}.{session_id}"
+
+
+class RevocationList:
+    """Revoked sessions known to this process, each until a time on the injected clock."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._until: dict[str, float] = {}  # session id -> until (s)
+        self._entries: dict[str, str] = {}  # session id -> entry (keeps the user tag for repairs)
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def is_revoked(self, session_id: str) -> bool:
+        """True while ``session_id`` is revoked; the per-request check, O(1)."""
+        until = self._until.get(session_id)
+        return until is not None and until > self._clock()
+
+    def add(self, entries: Iterable[str], until: float) -> None:
+        """Records revoked sessions (``entry_for`` strings) until ``until`` seconds."""
+        for entry in entries:
+            session_id = entry.rpartition(".")[2]
+            if until > self._until.get(session_id, 0.0):
+                self._until[session_id] = until
+                self._entries[session_id] = entry
+
+    def merge(self, durable: Mapping[str, int]) -> dict[str, float]:
+        """Adopts the durable record (entry -> until ms); returns what we know that it lacks."""
+        missing = {
+            self._entries[sid]: until
+            for sid, until in self._until.items()
+            if until > self._clock() and self._entries[sid] not in durable
+        }
+        for entry, until_ms in durable.items():
+            self.add([entry], until_ms / 1000)
+        return missing
+
+    def prune(self) -> None:
+        """Forgets entries whose access tokens have all expired."""
+        now = self._clock()
+        for sid in [sid for sid, until in self._until.items() if until <= now]:
+            del self._until[sid]
+            del self._entries[sid]
+
+
+class RevocationFeed:
+    """Keeps a :class:`RevocationList` in step with Redis: pub/sub, plus a reload on reconnect."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        revocations: RevocationList,
+        clock: Clock,
+        *,
+        ping_interval: float = 5.0,
+        retry_delay: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.revocations = revocations
+        self.clock = clock
+        self.ping_interval = ping_interval
+        self.retry_delay = retry_delay
+        self.live = False
+        self._since: float | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def status(self) -> dict[str, Any]:
+        """``{"live": bool, "since": seconds or None, "entries": n}`` for health checks."""
+        return {"live": self.live, "since": self._since, "entries": len(self.revocations)}
+
+    async def start(self) -> None:
+        """Starts following revocations in the background."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="starlette-refresh revocation feed")
+
+    async def stop(self) -> None:
+        """Stops the background task."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._set_live(False)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._follow()
+            except (StoreUnavailable, redis_errors.RedisError, OSError) as exc:
+                if self.live:
+                    logger.warning(
+                        "revocation feed lost (%s): keeping %d known revocations; reconnecting",
+                        exc,
+                        len(self.revocations),
+                    )
+                self._set_live(False)
+            await asyncio.sleep(self.retry_delay)
+
+    async def _follow(self) -> None:
+        async with self.store.subscription() as pubsub:
+            await self._catch_up()
+            self._set_live(True)
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=self.ping_interval)
+                if message is None:
+                    # Quiet channel: make sure the connection is still there (a paused or
+                    # partitioned Redis never closes it).
+                    await asyncio.wait_for(pubsub.ping(), timeout=self.ping_interval)
+                elif message.get("type") == "message":
+                    self._receive(message.get("data"))
+                self.revocations.prune()
+
+    async def _catch_up(self) -> None:
+        """Loads the durable record; writes back what Redis lost (a restore from an old snapshot)."""
+        now_ms = int(self.clock() * 1000)
+        missing = self.revocations.merge(await self.store.load_revocations(now_ms))
+        if not missing:
+            return
+        logger.warning(
+            "the store lacks %d revocations this process knows (restored from an older snapshot?); "
+            "writing them back and ending those sessions again",
+            len(missing),
+        )
+        for entry, until in missing.items():
+            user_tag, _, session_id = entry.partition(".")
+            await self.store.revoke(user_tag, session_id, None)
+            await self.store.publish_revocations([entry], int(until * 1000), now_ms)
+
+    def _receive(self, data: object) -> None:
+        try:
+            payload = json.loads(data)  # type: ignore[arg-type]
+            entries, until_ms = payload["revoked"], payload["until"]
+            if not isinstance(entries, list) or not isinstance(until_ms, int):
+                raise TypeError("unexpected revocation message")
+        except (ValueError, TypeError, KeyError) as exc:
+            logger.warning("ignored a malformed revocation message: %s", exc)
+            return
+        self.revocations.add((e for e in entries if isinstance(e, str)), until_ms / 1000)
+        logger.info("revocation received: %d session(s)", len(entries))
+
+    def _set_live(self, live: bool) -> None:
+        if live and not self.live:
+            logger.info("revocation feed live (%d revocations in force)", len(self.revocations))
+        if live != self.live:
+            self._since = time.time()
+        self.live = live

@@ -1,0 +1,113 @@
+"""The in-process revocation list and what it does to access tokens, on fakeredis."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import pytest
+from starlette.testclient import TestClient
+
+from starlette_refresh import ManualClock, TokenAuth
+from starlette_refresh.revocations import RevocationFeed, RevocationList, entry_for
+from tests.apps import build_app
+
+TAG = "0123456789abcdef0123"
+SID = "AAAAAAAAAAAAAAAAAAAAAA"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_an_entry_lasts_until_its_time_and_is_then_pruned(clock: ManualClock) -> None:
+    revoked = RevocationList(clock)
+    revoked.add([entry_for(TAG, SID)], clock() + 60)
+    assert revoked.is_revoked(SID)
+    assert not revoked.is_revoked("B" * 22)
+    clock.advance(59)
+    assert revoked.is_revoked(SID)
+    clock.advance(1)
+    assert not revoked.is_revoked(SID)
+    assert len(revoked) == 1
+    revoked.prune()
+    assert len(revoked) == 0
+
+
+def test_merge_adopts_the_durable_record_and_reports_what_it_lacks(clock: ManualClock) -> None:
+    revoked = RevocationList(clock)
+    known, expired = entry_for(TAG, SID), entry_for(TAG, "C" * 22)
+    revoked.add([known], clock() + 60)
+    revoked.add([expired], clock() - 1)
+    durable = {entry_for(TAG, "B" * 22): int((clock() + 30) * 1000)}
+    assert revoked.merge(durable) == {known: clock() + 60}  # the expired one is not worth repairing
+    assert revoked.is_revoked("B" * 22)
+    assert revoked.merge({**durable, known: int((clock() + 60) * 1000)}) == {}
+
+
+def test_a_later_revocation_extends_an_earlier_one(clock: ManualClock) -> None:
+    revoked = RevocationList(clock)
+    revoked.add([entry_for(TAG, SID)], clock() + 60)
+    revoked.add([entry_for(TAG, SID)], clock() + 10)  # an older announcement arriving late
+    clock.advance(30)
+    assert revoked.is_revoked(SID)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"not json", b"[]", b'{"revoked": "x", "until": 1}', b'{"revoked": [], "until": "soon"}', b"{}"],
+)
+def test_malformed_messages_are_ignored_and_logged(
+    data: bytes, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    revoked = RevocationList(clock)
+    feed = RevocationFeed(store=None, revocations=revoked, clock=clock)  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="starlette_refresh.revocations"):
+        feed._receive(data)
+    assert len(revoked) == 0
+    assert "malformed revocation message" in caplog.text
+
+
+@pytest.mark.parametrize("how", ["logout", "logout-all", "revoke", "reuse"])
+def test_every_revocation_stops_the_sessions_access_tokens_at_once(
+    how: str, make_auth: Callable[..., TokenAuth], clock: ManualClock
+) -> None:
+    auth = make_auth(refresh_grace=1)
+    with TestClient(build_app(auth), base_url="https://testserver") as client:
+        issued = client.post("/login", json={"transport": "body"}).json()
+        other = client.post("/login", json={"transport": "body"}).json()
+        sid = client.get("/me", headers=bearer(issued["access_token"])).json()["sid"]
+        if how == "logout":
+            client.post("/auth/logout", json={"refresh_token": issued["refresh_token"]})
+        elif how == "logout-all":
+            client.post("/auth/logout-all", headers=bearer(issued["access_token"]))
+        elif how == "revoke":
+            client.delete(f"/auth/sessions/{sid}", headers=bearer(other["access_token"]))
+        else:
+            client.post("/auth/refresh", json={"refresh_token": issued["refresh_token"]})
+            clock.advance(2)
+            client.post("/auth/refresh", json={"refresh_token": issued["refresh_token"]})
+        refused = client.get("/me", headers=bearer(issued["access_token"]))
+        assert refused.status_code == 401
+        assert refused.json() == {"error": "invalid_token", "error_description": "token revoked"}
+        assert 'error_description="token revoked"' in refused.headers["www-authenticate"]
+        # the entry lasts exactly as long as the access token could: access_ttl plus leeway
+        clock.advance(auth.settings.access_ttl + auth.settings.leeway - 1)
+        assert auth.revocations.is_revoked(sid)
+        clock.advance(1)
+        assert not auth.revocations.is_revoked(sid)
+        expected_other = 401 if how == "logout-all" else 200
+        clock.advance(-(auth.settings.access_ttl + auth.settings.leeway))
+        assert client.get("/me", headers=bearer(other["access_token"])).status_code == expected_other
+
+
+def test_health_reports_the_store_and_the_feed(make_auth: Callable[..., TokenAuth]) -> None:
+    auth = make_auth(exclude=["/login", "/health"])
+    with TestClient(build_app(auth), base_url="https://testserver") as client:
+        for _ in range(100):  # the feed connects in the background after startup
+            health = client.get("/health").json()
+            if health["revocations"] == "live":
+                break
+            time.sleep(0.01)
+        assert health == {"store": "ok", "revocations": "live", "revoked_sessions": 0}
