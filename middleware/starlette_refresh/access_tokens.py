@@ -105,7 +105,7 @@ class AccessTokenCodec:
             raise InvalidToken("malformed token") from exc
         try:
             claims = json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise InvalidToken("malformed token") from exc
         if not isinstance(claims, dict):
             raise InvalidToken("malformed token")
@@ -161,7 +161,7 @@ def _unverified_header(token: str) -> dict[str, Any]:
     """The JOSE header, parsed by us so that every oddity becomes a precise InvalidToken."""
     try:
         header = json.loads(base64url_decode(token.partition(".")[0]))
-    except (ValueError, TypeError, UnicodeDecodeError, binascii.Error) as exc:
+    except (ValueError, TypeError, UnicodeDecodeError, binascii.Error, RecursionError) as exc:
         raise InvalidToken("malformed token") from exc
     if not isinstance(header, dict):
         raise InvalidToken("malformed token")

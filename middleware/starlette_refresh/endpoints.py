@@ -22,6 +22,7 @@ from .web import (
     bearer_token,
     check_same_origin,
     clear_refresh_cookie,
+    count_cookies,
     error_answer,
     json_answer,
     query_carries_token,
@@ -168,6 +169,8 @@ class AuthEndpoints:
         body_token = body.get("refresh_token")
         if body_token is not None and (not isinstance(body_token, str) or not body_token):
             raise InvalidRequest("refresh_token must be a non-empty string")
+        if count_cookies(request.headers, self.settings.cookie.name) > 1:
+            raise InvalidRequest("more than one refresh cookie; clear this site's cookies and log in again")
         cookie_token = request.cookies.get(self.settings.cookie.name) or None
         if body_token is not None:
             if cookie_token is not None and cookie_token != body_token:

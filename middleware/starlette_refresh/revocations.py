@@ -99,6 +99,7 @@ class RevocationFeed:
         self.live = False
         self._since: float | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def status(self) -> dict[str, Any]:
         """``{"live": bool, "since": seconds or None, "entries": n}`` for health checks."""
@@ -107,19 +108,25 @@ class RevocationFeed:
     async def start(self) -> None:
         """Starts following revocations in the background."""
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name="starlette-refresh revocation feed")
 
     async def stop(self) -> None:
         """Stops the background task."""
+        self._stopping = True
         task, self._task = self._task, None
-        if task is not None:
+        # A cancellation can be swallowed inside a client's own wait_for (Python 3.11), so cancel
+        # until the task is done rather than once; the loops also check _stopping.
+        while task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task}, timeout=0.5)
+        if task is not None and not task.cancelled():
+            with contextlib.suppress(Exception):
+                task.result()
         self._set_live(False)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._follow()
             except (StoreUnavailable, redis_errors.RedisError, OSError) as exc:
@@ -136,7 +143,7 @@ class RevocationFeed:
         async with self.store.subscription() as pubsub:
             await self._catch_up()
             self._set_live(True)
-            while True:
+            while not self._stopping:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=self.ping_interval)
                 if message is None:
                     # Quiet channel: make sure the connection is still there (a paused or

@@ -99,6 +99,21 @@ def bearer_token(headers: Headers) -> str | None:
     return token
 
 
+def count_cookies(headers: Headers, name: str) -> int:
+    """How many cookies called ``name`` the request carries, across every Cookie header.
+
+    More than one is ambiguous: a sibling subdomain can plant a second refresh cookie that the
+    browser sends alongside ours, and "last one wins" would let it log the user out or swap sessions.
+    """
+    count = 0
+    for header in headers.getlist("cookie"):
+        for part in header.split(";"):
+            key, sep, _ = part.partition("=")
+            if sep and key.strip() == name:
+                count += 1
+    return count
+
+
 def query_carries_token(scope: Scope) -> bool:
     """True when the query string names a token; tokens in URLs leak into logs and histories."""
     query: bytes = scope.get("query_string", b"")
@@ -165,7 +180,7 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
         raise InvalidRequest("the request body must be JSON (Content-Type: application/json)")
     try:
         value = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: RecursionError
         raise InvalidRequest("the request body is not valid JSON") from exc
     if not isinstance(value, dict):
         raise InvalidRequest("the request body must be a JSON object")
