@@ -95,25 +95,26 @@ return {'reused', gen, exp, f[5], f[6], gen}
 """
 )
 
-# KEYS: session, index. ARGV: session id, subject ('' for any). Returns 1 when a live session ended.
+# KEYS: session, index. ARGV: session id, subject ('' for any), now. Returns 1 when a live session
+# ended (an expired one is cleaned up but counts as not found, as in the session list).
 REVOKE = """
 local sub = redis.call('HGET', KEYS[1], 'sub')
 if ARGV[2] ~= '' and sub and sub ~= ARGV[2] then return 0 end
-if ARGV[2] ~= '' and not sub then
-  -- no session record: only the index can prove ownership (the tag is derived from the subject)
-  if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
-end
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+-- no session record: only the index can prove ownership (the tag is derived from the subject)
+if ARGV[2] ~= '' and not sub and not score then return 0 end
 redis.call('DEL', KEYS[1])
-local removed = redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
 if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('DEL', KEYS[2]) end
-return removed
+if score and tonumber(score) > tonumber(ARGV[3]) then return 1 end
+return 0
 """
 
-# KEYS: index, then the session keys known when the caller read the index. Deleting the index
-# ends every session at once, including any the caller did not see; the rest only frees memory.
-# Returns the ids of the sessions that were alive.
+# KEYS: index, then the session keys known when the caller read the index. ARGV: now. Deleting the
+# index ends every session at once, including any the caller did not see; the rest only frees
+# memory. Returns the ids of the sessions that were alive.
 REVOKE_ALL = """
-local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
 redis.call('DEL', unpack(KEYS))
 return members
 """

@@ -166,7 +166,7 @@ class RevocationFeed:
         )
         for entry, until in missing.items():
             user_tag, _, session_id = entry.partition(".")
-            await self.store.revoke(user_tag, session_id, None)
+            await self.store.revoke(user_tag, session_id, None, now_ms)
             await self.store.publish_revocations([entry], int(until * 1000), now_ms)
 
     def _receive(self, data: object) -> None:

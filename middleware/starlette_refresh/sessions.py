@@ -127,7 +127,7 @@ class SessionService:
         if self.revocations.is_revoked(token.session_id):
             # Revoked, yet presented: end it in the store again, in case Redis lost the
             # revocation (restored from an older snapshot) and would otherwise resurrect it.
-            await self.store.revoke(token.user_tag, token.session_id, None)
+            await self.store.revoke(token.user_tag, token.session_id, None, self._now_ms())
             logger.warning(
                 "refresh refused: session %s is revoked (refresh %s); ended it in the store again",
                 token.session_id,
@@ -193,7 +193,7 @@ class SessionService:
                     "logout with an invalid refresh token (%s); nothing to end", fingerprint(raw_token)
                 )
                 return
-            ended = await self.store.revoke(token.user_tag, token.session_id, None)
+            ended = await self.store.revoke(token.user_tag, token.session_id, None, self._now_ms())
             # Announced even when already gone: an earlier attempt may have ended it and then
             # failed to announce it.
             await self._announce(token.user_tag, [token.session_id])
@@ -202,14 +202,14 @@ class SessionService:
         if session_hint is not None:
             subject, session_id = session_hint
             tag = self.refresh_codec.user_tag(subject)
-            ended = await self.store.revoke(tag, session_id, subject)
+            ended = await self.store.revoke(tag, session_id, subject, self._now_ms())
             await self._announce(tag, [session_id])
             logger.info("logout: session %s %s", session_id, "ended" if ended else "was already gone")
 
     async def logout_all(self, subject: str) -> int:
         """Ends every session of ``subject``; returns how many were alive."""
         tag = self.refresh_codec.user_tag(subject)
-        ended = await self.store.revoke_all(tag)
+        ended = await self.store.revoke_all(tag, self._now_ms())
         await self._announce(tag, ended)
         logger.info("logout-all: ended %d session(s) of user %s", len(ended), tag)
         return len(ended)
@@ -217,7 +217,7 @@ class SessionService:
     async def revoke(self, subject: str, session_id: str) -> bool:
         """Ends one of ``subject``'s sessions; False when it is not theirs or not alive."""
         tag = self.refresh_codec.user_tag(subject)
-        ended = await self.store.revoke(tag, session_id, subject)
+        ended = await self.store.revoke(tag, session_id, subject, self._now_ms())
         if ended:
             await self._announce(tag, [session_id])
         logger.info("revoke: session %s %s", session_id, "ended" if ended else "not found for this user")

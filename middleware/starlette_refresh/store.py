@@ -83,8 +83,8 @@ class SessionStore(Protocol):
         grace_ms: int,
         idle_ttl_ms: int,
     ) -> Rotation: ...
-    async def revoke(self, user_tag: str, session_id: str, subject: str | None) -> bool: ...
-    async def revoke_all(self, user_tag: str) -> list[str]: ...
+    async def revoke(self, user_tag: str, session_id: str, subject: str | None, now_ms: int) -> bool: ...
+    async def revoke_all(self, user_tag: str, now_ms: int) -> list[str]: ...
     async def list_sessions(self, user_tag: str, subject: str, now_ms: int) -> list[StoredSession]: ...
     async def publish_revocations(self, entries: Sequence[str], until_ms: int, now_ms: int) -> None: ...
     async def load_revocations(self, now_ms: int) -> dict[str, int]: ...
@@ -262,20 +262,20 @@ class RedisStore:
             stored_generation=int(reply[5]),
         )
 
-    async def revoke(self, user_tag: str, session_id: str, subject: str | None) -> bool:
+    async def revoke(self, user_tag: str, session_id: str, subject: str | None, now_ms: int) -> bool:
         """Ends one session; with ``subject``, only if it is that subject's. True if it was alive."""
         keys = [self.session_key(user_tag, session_id), self.index_key(user_tag)]
         async with self._guard("revoke"):
-            removed = await self._scripts["revoke"](self.redis, keys, [session_id, subject or ""])
+            removed = await self._scripts["revoke"](self.redis, keys, [session_id, subject or "", now_ms])
         return bool(removed)
 
-    async def revoke_all(self, user_tag: str) -> list[str]:
+    async def revoke_all(self, user_tag: str, now_ms: int) -> list[str]:
         """Ends every session of a user atomically; returns the ids of those that were alive."""
         index = self.index_key(user_tag)
         async with self._guard("revoke_all"):
             members = await self.redis.zrange(index, 0, -1)
             keys = [index, *(self.session_key(user_tag, _text(m)) for m in members)]
-            ended = await self._scripts["revoke_all"](self.redis, keys, [])
+            ended = await self._scripts["revoke_all"](self.redis, keys, [now_ms])
         return [_text(sid) for sid in ended]
 
     @property

@@ -272,3 +272,19 @@ async def test_a_rotation_that_reaches_redis_after_its_deadline_changes_nothing(
     assert await generation_in_store(service, issued.refresh_token) == 0
     rotated = await service.refresh(issued.refresh_token)  # the real call has a future deadline
     assert await generation_in_store(service, rotated.refresh_token) == 1
+
+
+async def test_expired_sessions_count_as_gone_for_revoke_and_logout_all(
+    service: SessionService, clock: ManualClock
+) -> None:
+    stale = await service.login("alice")
+    clock.advance(REFRESH_TTL - 10)
+    fresh = await service.login("alice")
+    clock.advance(10)  # the first session's idle lifetime is over; it is still in the index
+    assert [s.id for s in await service.list_sessions("alice", fresh.session_id)] == [fresh.session_id]
+    assert await service.revoke("alice", stale.session_id) is False  # like the list: not found
+    again = await service.login("alice")
+    clock.advance(REFRESH_TTL - 5)
+    assert await service.logout_all("alice") == 1  # only `again` was alive; `fresh` had expired
+    with pytest.raises(InvalidGrant):
+        await service.refresh(again.refresh_token)
