@@ -1,7 +1,8 @@
 """The ASGI middleware: answers the auth endpoints, authenticates everything else.
 
-Pure ASGI (no ``BaseHTTPMiddleware``): it handles ``http`` and ``websocket`` scopes, and hooks the
-``lifespan`` startup to connect to the store, so an unreachable store stops the app from starting.
+Pure ASGI, with no request/response wrapper middleware: it handles ``http`` and ``websocket``
+scopes, and hooks the ``lifespan`` startup to connect to the store, so an unreachable store stops
+the app from starting.
 """
 
 from __future__ import annotations
