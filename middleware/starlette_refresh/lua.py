@@ -35,13 +35,14 @@ redis.call('HSET', KEYS[1], 'sub', ARGV[2], 'cl', ARGV[3], 'ua', ARGV[4], 'gen',
   'rot', int(now), 'ca', int(now), 'lu', int(now), 'exp', int(exp), 'abs', ARGV[7])
 redis.call('PEXPIRE', KEYS[1], math.max(1, exp - now))
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', int(now))
-redis.call('ZADD', KEYS[2], int(exp), ARGV[1])
+-- make room before adding: the new session must never be the one evicted
 local evicted = {}
-local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[8])
+local over = redis.call('ZCARD', KEYS[2]) + 1 - tonumber(ARGV[8])
 if over > 0 then
   local popped = redis.call('ZPOPMIN', KEYS[2], over)
   for i = 1, #popped, 2 do evicted[#evicted + 1] = popped[i] end
 end
+redis.call('ZADD', KEYS[2], int(exp), ARGV[1])
 expire_index(KEYS[2], now)
 return evicted
 """
