@@ -707,7 +707,8 @@ def test_fuzz_session_endpoints(make_auth: Callable[..., TokenAuth], tally: Call
                     session_id = data.draw(SESSION_IDS)
                 path = "/auth/sessions/" + quote(session_id, safe="")
                 response = send(live, "DELETE", path, headers, query=query)
-                check_answer(response, {204, 400, 401, 404})
+                # an empty id names the list itself, where DELETE is the wrong method
+                check_answer(response, {405} if not session_id else {204, 400, 401, 404})
             elif target == "logout-all":
                 response = send(live, "POST", "/auth/logout-all", headers, query=query)
                 check_answer(response, {204, 400, 401})
