@@ -16,16 +16,16 @@ from .endpoints import AuthEndpoints, Transport, token_answer
 from .errors import AuthError, ConfigurationError, StoreUnavailable
 from .keys import KeyRing, SigningKey, as_key_ring
 from .middleware import TokenAuthMiddleware
+from .redis_urls import redact_url
 from .refresh_tokens import RefreshTokenCodec
 from .revocations import RevocationFeed, RevocationList
 from .sessions import SessionService
 from .settings import CookieSettings, SameSite, Settings, origins
-from .store import RedisStore, SessionStore, redact_url
+from .store import RedisStore, SessionStore
 from .web import check_same_origin, error_answer, unavailable_answer
 
 logger = logging.getLogger("starlette_refresh")
 
-_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 _NO_STORE_MESSAGE = (
     "TokenAuth needs a shared session store: pass redis_url='redis://127.0.0.1:6379/0', "
     "redis=<a redis.asyncio client> or store=<a SessionStore>. There is deliberately no in-memory "
@@ -228,12 +228,6 @@ def _store(redis_url: str | None, redis: Any, store: SessionStore | None, settin
         return store
     if redis is not None:
         return RedisStore(redis, key_prefix=settings.key_prefix, timeout=settings.store_timeout)
-    assert redis_url is not None
-    if not isinstance(redis_url, str) or not redis_url.startswith(_URL_SCHEMES):
-        raise ConfigurationError(
-            f"redis_url must start with one of {', '.join(_URL_SCHEMES)}, got {str(redis_url)[:40]!r}; "
-            "for Cluster or Sentinel, build the redis-py client yourself and pass redis=..."
-        )
     return RedisStore(
         url=redis_url,
         key_prefix=settings.key_prefix,

@@ -22,6 +22,7 @@ from redis import exceptions as redis_errors
 
 from .errors import StoreUnavailable
 from .lua import SCRIPTS
+from .redis_urls import client_from_target, parse_redis_url
 
 logger = logging.getLogger("starlette_refresh.store")
 
@@ -129,7 +130,7 @@ class RedisStore:
         if (redis is None) == (url is None):
             raise TypeError("RedisStore needs exactly one of a redis-py asyncio client or a url")
         self._client: Any = redis
-        self._url = url
+        self._target = parse_redis_url(url) if url is not None else None
         self._prefix = key_prefix
         self._timeout = timeout
         self._scripts = {name: _Script(name, source) for name, source in SCRIPTS.items()}
@@ -140,8 +141,8 @@ class RedisStore:
     def redis(self) -> Any:
         """The client, created from the URL on first use."""
         if self._client is None:
-            assert self._url is not None
-            self._client = client_from_url(self._url, self._timeout, self._max_connections)
+            assert self._target is not None
+            self._client = client_from_target(self._target, self._timeout, self._max_connections)
         return self._client
 
     def session_key(self, user_tag: str, session_id: str) -> str:
@@ -169,7 +170,7 @@ class RedisStore:
 
     async def close(self) -> None:
         """Closes the client when this store created it (a later use creates a new one)."""
-        if self._url is not None and self._client is not None:
+        if self._target is not None and self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
 
@@ -376,43 +377,6 @@ class RedisStore:
         except redis_errors.RedisClusterException as exc:
             logger.warning("store %s failed: %s", operation, _describe(exc))
             raise StoreUnavailable(f"Redis Cluster is unavailable: {_describe(exc)}") from exc
-
-
-def client_from_url(url: str, timeout: float, max_connections: int = 100) -> Any:
-    """A redis-py asyncio client for ``redis://``, ``rediss://`` or ``unix://`` URLs.
-
-    Its retry policy is one quick retry (a pooled connection may be stale after a Redis restart), so
-    an outage turns into a 503 within about ``timeout`` seconds instead of a request that hangs. When
-    all ``max_connections`` are busy, a request waits for one (up to ``timeout``) instead of failing.
-    """
-    from redis.asyncio import BlockingConnectionPool, Redis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import ExponentialWithJitterBackoff
-
-    retry = Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.1), retries=1)
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=timeout,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=retry,
-        retry_on_error=[redis_errors.ConnectionError, redis_errors.TimeoutError],
-        health_check_interval=30,
-    )
-    return Redis(connection_pool=pool)
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced, for messages and logs."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
 
 
 def _text(value: Any) -> str:
