@@ -72,7 +72,8 @@ def build_app(auth: TokenAuth) -> Starlette:
 
 
 def auth_from_env() -> TokenAuth:
-    """A TokenAuth configured by ``SR_REDIS_URL``, ``SR_SECRET`` and the ``SR_*_TTL`` variables."""
+    """A TokenAuth configured by ``SR_REDIS_URL``, ``SR_SECRET``, the ``SR_*_TTL`` variables and
+    ``SR_STORE_TIMEOUT``, ``SR_REPLICA_ACKS``, ``SR_REPLICA_ACK_TIMEOUT``."""
     env = os.environ
     return TokenAuth(
         secret_key=env.get("SR_SECRET", SECRET),
@@ -81,6 +82,8 @@ def auth_from_env() -> TokenAuth:
         refresh_ttl=int(env.get("SR_REFRESH_TTL", "3600")),
         refresh_grace=float(env.get("SR_GRACE", "10")),
         store_timeout=float(env.get("SR_STORE_TIMEOUT", "1")),
+        replica_acks=int(env.get("SR_REPLICA_ACKS", "0")),
+        replica_ack_timeout=float(env.get("SR_REPLICA_ACK_TIMEOUT", "0.5")),
         exclude=["/login", "/public", "/health"],
         cookie_secure=False,
     )

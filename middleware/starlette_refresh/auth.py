@@ -45,6 +45,11 @@ class TokenAuth:
     ``secret_key`` signs access tokens with HS256 exactly as given and keys the refresh-token MACs.
     With ``keys`` (a :class:`KeyRing` or a list of :class:`SigningKey`), access tokens are signed
     with the ring instead and ``secret_key`` is still needed for refresh tokens. Times are seconds.
+
+    ``redis_url`` takes ``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://`` and
+    ``redis+sentinel://`` URLs (see :mod:`starlette_refresh.redis_urls`). With ``replica_acks=N``,
+    a login, logout or revocation answers only once N replicas hold it (Redis ``WAIT``, up to
+    ``replica_ack_timeout``), so a failover cannot lose it; otherwise it answers 503.
     """
 
     def __init__(
@@ -76,6 +81,8 @@ class TokenAuth:
         store_timeout: float = 2.0,
         store_max_connections: int = 100,
         retry_after: int = 2,
+        replica_acks: int = 0,
+        replica_ack_timeout: float = 0.5,
         clock: Clock = system_clock,
     ) -> None:
         if isinstance(exclude, str) or isinstance(trusted_origins, str):
@@ -104,6 +111,8 @@ class TokenAuth:
             store_timeout=store_timeout,
             store_max_connections=store_max_connections,
             retry_after=retry_after,
+            replica_acks=replica_acks,
+            replica_ack_timeout=replica_ack_timeout,
         )
         self.clock = clock
         key_ring, refresh_secret = _keys(secret_key, keys)
@@ -176,6 +185,9 @@ class TokenAuth:
         persistence = getattr(self.store, "persistence", None)
         if persistence is not None:
             _warn_about_persistence(await persistence(), self._store_label)
+        replication = getattr(self.store, "replication", None)
+        if self.settings.replica_acks and replication is not None:
+            _warn_about_replicas(await replication(), self.settings.replica_acks, self._store_label)
         await self.revocation_feed.start()
 
     async def shutdown(self) -> None:
@@ -226,13 +238,14 @@ def _store(redis_url: str | None, redis: Any, store: SessionStore | None, settin
         raise ConfigurationError(f"pass only one of redis_url, redis and store (got {', '.join(given)})")
     if store is not None:
         return store
-    if redis is not None:
-        return RedisStore(redis, key_prefix=settings.key_prefix, timeout=settings.store_timeout)
     return RedisStore(
+        redis,
         url=redis_url,
         key_prefix=settings.key_prefix,
         timeout=settings.store_timeout,
         max_connections=settings.store_max_connections,
+        replica_acks=settings.replica_acks,
+        replica_ack_timeout=settings.replica_ack_timeout,
     )
 
 
@@ -253,4 +266,15 @@ def _warn_about_persistence(config: dict[str, str] | None, label: str) -> None:
             "and log users out. Use maxmemory-policy noeviction for the session store.",
             label,
             policy,
+        )
+
+
+def _warn_about_replicas(connected: int | None, wanted: int, label: str) -> None:
+    if connected is not None and connected < wanted:
+        logger.warning(
+            "replica_acks=%d but the primary at %s has %d replica(s) connected: logins, logouts and "
+            "revocations will answer 503 until enough replicas connect. Refreshes keep working.",
+            wanted,
+            label,
+            connected,
         )

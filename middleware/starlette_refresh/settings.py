@@ -55,6 +55,8 @@ class Settings:
     store_timeout: float = 2.0
     store_max_connections: int = 100
     retry_after: int = 2
+    replica_acks: int = 0
+    replica_ack_timeout: float = 0.5
     max_body_bytes: int = 16_384
     max_claims_bytes: int = 4_096
 
@@ -90,6 +92,17 @@ class Settings:
             )
         if self.store_timeout <= 0:
             raise ConfigurationError(f"store_timeout must be > 0 seconds, got {self.store_timeout!r}")
+        acks = self.replica_acks
+        if not isinstance(acks, int) or isinstance(acks, bool) or acks < 0:
+            raise ConfigurationError(
+                f"replica_acks must be a whole number of replicas >= 0, got {self.replica_acks!r}"
+            )
+        _finite_number("replica_ack_timeout", self.replica_ack_timeout)
+        if self.replica_ack_timeout <= 0 or (acks and self.replica_ack_timeout >= self.store_timeout):
+            raise ConfigurationError(
+                f"replica_ack_timeout must be > 0 and shorter than store_timeout ({self.store_timeout}s), "
+                f"got {self.replica_ack_timeout!r}"
+            )
         if not self.prefix.startswith("/") or self.prefix.endswith("/") or len(self.prefix) < 2:
             raise ConfigurationError(
                 f"prefix must look like '/auth' (leading slash, no trailing slash), got {self.prefix!r}"

@@ -100,7 +100,13 @@ class _Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
-    async def __call__(self, redis: Any, keys: Sequence[str], args: Sequence[object]) -> Any:
+    async def __call__(
+        self, redis: Any, keys: Sequence[str], args: Sequence[object], *, replicas: int = 0, wait_ms: int = 0
+    ) -> Any:
+        """Runs the script; with ``replicas``, also waits (``WAIT``) until that many replicas hold its
+        writes, in the same round trip, and raises :class:`ReplicasBehind` when fewer do in time."""
+        if replicas:
+            return await self._call_and_wait(redis, keys, args, replicas, wait_ms)
         try:
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
         except redis_errors.NoScriptError:
@@ -108,6 +114,39 @@ class _Script:
             # the source and caches it again in one round trip, whatever happens to the cache next.
             logger.info("script %s not cached on the server (NOSCRIPT); sending its source", self.name)
             return await redis.eval(self.source, len(keys), *keys, *args)
+
+    async def _call_and_wait(
+        self, redis: Any, keys: Sequence[str], args: Sequence[object], replicas: int, wait_ms: int
+    ) -> Any:
+        # WAIT counts the replicas that hold this connection's writes, so it must follow the script
+        # on the same connection: a pipeline gives that, and keeps it to one round trip. On Cluster
+        # it must also go to the node that owns the keys, which a keyless WAIT would not.
+        node = {"target_nodes": redis.get_node_from_key(keys[0])} if _is_cluster(redis) else {}
+        for command, script in (("evalsha", self.sha), ("eval", self.source)):
+            async with redis.pipeline(transaction=False) as pipe:
+                getattr(pipe, command)(script, len(keys), *keys, *args)
+                pipe.execute_command("WAIT", replicas, wait_ms, **node)
+                reply, acks = await pipe.execute(raise_on_error=False)
+            if not isinstance(reply, redis_errors.NoScriptError):
+                break
+            logger.info("script %s not cached on the server (NOSCRIPT); sending its source", self.name)
+        for result in (reply, acks):
+            if isinstance(result, Exception):
+                raise result
+        if int(acks) < replicas:
+            raise ReplicasBehind(
+                f"Redis applied {self.name} but only {int(acks)} of {replicas} replicas acknowledged it "
+                f"within {wait_ms} ms"
+            )
+        return reply
+
+
+class ReplicasBehind(StoreUnavailable):
+    """A write reached the primary but not ``replica_acks`` replicas in time: a failover could lose it."""
+
+
+def _is_cluster(redis: Any) -> bool:
+    return hasattr(redis, "get_node_from_key")
 
 
 class RedisStore:
@@ -126,6 +165,8 @@ class RedisStore:
         key_prefix: str = "sr:",
         timeout: float = 2.0,
         max_connections: int = 100,
+        replica_acks: int = 0,
+        replica_ack_timeout: float = 0.5,
     ) -> None:
         if (redis is None) == (url is None):
             raise TypeError("RedisStore needs exactly one of a redis-py asyncio client or a url")
@@ -135,6 +176,8 @@ class RedisStore:
         self._timeout = timeout
         self._scripts = {name: _Script(name, source) for name, source in SCRIPTS.items()}
         self._max_connections = max_connections
+        self._replicas = replica_acks
+        self._wait_ms = max(1, int(replica_ack_timeout * 1000))
         self._redis_clock_offset: float | None = None  # Redis TIME minus our time.time(), seconds
 
     @property
@@ -216,7 +259,8 @@ class RedisStore:
             max_sessions,
         ]
         async with self._guard("create"):
-            evicted = [_text(x) for x in await self._scripts["create"](self.redis, keys, args)]
+            created = await self._scripts["create"](self.redis, keys, args, **self._durably())
+            evicted = [_text(x) for x in created]
             if evicted:
                 # Already dead (gone from the index); delete their records to free the memory now.
                 await self.redis.delete(*(self.session_key(user_tag, sid) for sid in evicted))
@@ -235,6 +279,10 @@ class RedisStore:
 
         Raises :class:`StoreUnavailable` when Redis ran it too late to answer in time; it then
         changed nothing, so the client's retry presents a token that is still current.
+
+        A rotation does not wait for replicas, even with ``replica_acks``: if a failover loses it, the
+        client presents a token one generation ahead of the store, which the script accepts and
+        rotates (``ahead``), so no one is logged out and the refresh stays one round trip.
         """
         keys = [self.session_key(user_tag, session_id), self.index_key(user_tag)]
         async with self._guard("rotate"):
@@ -267,7 +315,9 @@ class RedisStore:
         """Ends one session; with ``subject``, only if it is that subject's. True if it was alive."""
         keys = [self.session_key(user_tag, session_id), self.index_key(user_tag)]
         async with self._guard("revoke"):
-            removed = await self._scripts["revoke"](self.redis, keys, [session_id, subject or "", now_ms])
+            removed = await self._scripts["revoke"](
+                self.redis, keys, [session_id, subject or "", now_ms], **self._durably()
+            )
         return bool(removed)
 
     async def revoke_all(self, user_tag: str, now_ms: int) -> list[str]:
@@ -276,8 +326,20 @@ class RedisStore:
         async with self._guard("revoke_all"):
             members = await self.redis.zrange(index, 0, -1)
             keys = [index, *(self.session_key(user_tag, _text(m)) for m in members)]
-            ended = await self._scripts["revoke_all"](self.redis, keys, [now_ms])
+            ended = await self._scripts["revoke_all"](self.redis, keys, [now_ms], **self._durably())
         return [_text(sid) for sid in ended]
+
+    def _durably(self) -> dict[str, int]:
+        """How a login or revocation waits for replicas; a rotation never waits (see ``rotate``)."""
+        return {"replicas": self._replicas, "wait_ms": self._wait_ms}
+
+    async def replication(self) -> int | None:
+        """How many replicas the primary has now, or None where that cannot be asked (Cluster)."""
+        if _is_cluster(self.redis):
+            return None
+        async with self._guard("replication"):
+            info = await self.redis.info("replication")
+        return int(info.get("connected_slaves", 0))
 
     @property
     def revocations_key(self) -> str:

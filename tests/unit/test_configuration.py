@@ -199,6 +199,20 @@ BAD_SETTINGS: list[tuple[str, dict[str, Any], str]] = [
     ("store-timeout-zero", {"store_timeout": 0}, "store_timeout must be > 0 seconds"),
     ("store-timeout-nan", {"store_timeout": float("nan")}, "store_timeout must be a number of seconds"),
     ("store-timeout-string", {"store_timeout": "2"}, "store_timeout must be a number of seconds"),
+    ("replica-acks-negative", {"replica_acks": -1}, "replica_acks must be a whole number of replicas >= 0"),
+    ("replica-acks-bool", {"replica_acks": True}, "replica_acks must be a whole number of replicas >= 0"),
+    ("replica-acks-string", {"replica_acks": "1"}, "replica_acks must be a whole number of replicas >= 0"),
+    ("replica-ack-timeout-zero", {"replica_ack_timeout": 0}, "replica_ack_timeout must be > 0"),
+    (
+        "replica-ack-timeout-nan",
+        {"replica_ack_timeout": float("nan")},
+        "replica_ack_timeout must be a number",
+    ),
+    (
+        "replica-ack-timeout-too-long",
+        {"replica_acks": 1, "replica_ack_timeout": 2.0, "store_timeout": 2.0},
+        "replica_ack_timeout must be > 0 and shorter than store_timeout (2.0s)",
+    ),
     ("max-sessions-zero", {"max_sessions_per_user": 0}, "max_sessions_per_user must be a whole number > 0"),
     ("retry-after-float", {"retry_after": 1.5}, "retry_after must be a whole number > 0"),
     (

@@ -1,0 +1,134 @@
+"""replica_acks: a login or revocation is answered only once a replica holds it (Redis WAIT).
+
+Real primary and replica processes. Pausing the replica (SIGSTOP) is what proves the wait: with
+``replica_acks=1`` a login then answers 503 instead of promising a session a failover could lose,
+while refreshes, which never wait, keep working.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx2
+import pytest
+
+from tests.integration.helpers import app_env, login, me, refresh
+from tests.support.fixtures import AppServerFactory, RedisServerFactory
+from tests.support.processes import AppServer, RedisServer
+
+pytestmark = pytest.mark.integration
+
+APP = "tests.apps:app_from_env"
+
+
+@pytest.fixture
+def primary_and_replica(redis_server_factory: RedisServerFactory) -> tuple[RedisServer, RedisServer]:
+    primary = redis_server_factory()
+    replica = redis_server_factory(extra_args=["--replicaof", "127.0.0.1", str(primary.port)])
+    deadline = time.monotonic() + 10
+    # "online" (not just connected): WAIT counts only replicas past their initial sync.
+    while replica.client().info("replication").get("master_link_status") != "up" or (
+        primary.client().info("replication").get("slave0", {}).get("state") != "online"
+    ):
+        assert time.monotonic() < deadline, "the replica never came online"
+        time.sleep(0.05)
+    return primary, replica
+
+
+def start_app(factory: AppServerFactory, primary: RedisServer, acks: int) -> AppServer:
+    env = app_env(primary, SR_REPLICA_ACKS=str(acks), SR_REPLICA_ACK_TIMEOUT="0.3", SR_STORE_TIMEOUT="1")
+    return factory(APP, env, factory=True)
+
+
+@contextmanager
+def paused(server: RedisServer) -> Iterator[None]:
+    assert server.pid is not None
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+
+
+def session_key(refresh_token: str) -> str:
+    _, user_tag, session_id, _, _ = refresh_token.split(".")
+    return f"sr:{{{user_tag}}}:s:{session_id}"
+
+
+def test_an_acknowledged_login_is_already_on_the_replica(
+    primary_and_replica: tuple[RedisServer, RedisServer], app_server_factory: AppServerFactory
+) -> None:
+    primary, replica = primary_and_replica
+    app = start_app(app_server_factory, primary, acks=1)
+
+    for subject in ("1", "2", "3"):
+        issued = login(app, subject)
+        # No sleep: WAIT returned before the answer did.
+        assert replica.client().exists(session_key(issued["refresh_token"])) == 1
+
+
+def test_with_the_replica_stalled_logins_answer_503_and_refreshes_still_work(
+    primary_and_replica: tuple[RedisServer, RedisServer], app_server_factory: AppServerFactory
+) -> None:
+    primary, replica = primary_and_replica
+    app = start_app(app_server_factory, primary, acks=1)
+    issued = login(app)
+
+    with paused(replica):
+        started = time.monotonic()
+        answer = httpx2.post(f"{app.url}/login", json={"subject": "7", "transport": "body"}, timeout=10)
+        elapsed = time.monotonic() - started
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"] == "temporarily_unavailable"
+        assert answer.headers["retry-after"] == "2"
+        assert elapsed < 2, f"the login waited {elapsed:.1f}s for a stalled replica"
+
+        rotated = refresh(app, issued["refresh_token"])
+        assert rotated.status_code == 200, rotated.text
+        assert me(app, rotated.json()["access_token"]).status_code == 200
+
+    assert login(app, "7")["token_type"] == "Bearer"
+    assert "acknowledged it within 300 ms" in app.log_text()
+
+
+def test_without_replica_acks_a_stalled_replica_does_not_matter(
+    primary_and_replica: tuple[RedisServer, RedisServer], app_server_factory: AppServerFactory
+) -> None:
+    primary, replica = primary_and_replica
+    app = start_app(app_server_factory, primary, acks=0)
+
+    with paused(replica):
+        assert login(app)["token_type"] == "Bearer"
+
+
+def test_a_logout_the_replica_did_not_take_answers_503_and_can_be_repeated(
+    primary_and_replica: tuple[RedisServer, RedisServer], app_server_factory: AppServerFactory
+) -> None:
+    primary, replica = primary_and_replica
+    app = start_app(app_server_factory, primary, acks=1)
+    issued = login(app, transport="cookie")
+    cookies = {"refresh_token": issued["cookie"]}
+
+    with paused(replica):
+        answer = httpx2.post(f"{app.url}/auth/logout", cookies=cookies, timeout=10)
+        assert answer.status_code == 503, answer.text
+        assert "set-cookie" not in answer.headers  # the cookie is kept for the retry
+
+    again = httpx2.post(f"{app.url}/auth/logout", cookies=cookies, timeout=10)
+    assert again.status_code == 204
+    assert replica.client().exists(session_key(issued["cookie"])) == 0
+
+
+def test_startup_warns_when_the_primary_has_fewer_replicas_than_asked(
+    redis_server: RedisServer, app_server_factory: AppServerFactory
+) -> None:
+    app = start_app(app_server_factory, redis_server, acks=1)
+
+    assert "replica_acks=1 but the primary" in app.log_text()
+    assert "has 0 replica(s) connected" in app.log_text()
+    answer = httpx2.post(f"{app.url}/login", json={"subject": "1", "transport": "body"}, timeout=10)
+    assert answer.status_code == 503
