@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 from starlette_refresh import ManualClock, TokenAuth
 from tests.apps import SECRET, build_app
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.topology_fixtures"]
 
 
 @pytest.fixture

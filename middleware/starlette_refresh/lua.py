@@ -120,4 +120,24 @@ redis.call('DEL', unpack(KEYS))
 return members
 """
 
-SCRIPTS = {"create": CREATE, "rotate": ROTATE, "revoke": REVOKE, "revoke_all": REVOKE_ALL}
+# KEYS: the revocations record. ARGV: channel, until, now, message, entries...
+# One script rather than a pipeline: atomic, one round trip, and it runs on Cluster, where
+# redis-py refuses PUBLISH inside a pipeline. PUBLISH reaches subscribers on every node.
+PUBLISH_REVOCATIONS = (
+    _PRELUDE
+    + """
+local now = tonumber(ARGV[3])
+for i = 5, #ARGV do redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[i]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', int(now))
+expire_index(KEYS[1], now)
+return redis.call('PUBLISH', ARGV[1], ARGV[4])
+"""
+)
+
+SCRIPTS = {
+    "create": CREATE,
+    "rotate": ROTATE,
+    "revoke": REVOKE,
+    "revoke_all": REVOKE_ALL,
+    "publish_revocations": PUBLISH_REVOCATIONS,
+}

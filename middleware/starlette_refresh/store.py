@@ -359,13 +359,10 @@ class RedisStore:
         """
         if not entries:
             return
-        key = self.revocations_key
-        async with self._guard("publish_revocations"), self.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(key, dict.fromkeys(entries, until_ms))
-            pipe.zremrangebyscore(key, "-inf", now_ms)
-            pipe.pexpire(key, max(1, until_ms - now_ms))
-            pipe.publish(self.revocations_channel, json.dumps({"revoked": list(entries), "until": until_ms}))
-            await pipe.execute()
+        message = json.dumps({"revoked": list(entries), "until": until_ms})
+        args = [self.revocations_channel, until_ms, now_ms, message, *entries]
+        async with self._guard("publish_revocations"):
+            await self._scripts["publish_revocations"](self.redis, [self.revocations_key], args)
 
     async def load_revocations(self, now_ms: int) -> dict[str, int]:
         """Every revocation still in force: entry -> until (ms)."""
@@ -436,7 +433,11 @@ class RedisStore:
                 logger.warning("store %s refused: %s", operation, _describe(exc))
                 raise StoreUnavailable(f"Redis cannot serve now: {_describe(exc)}") from exc
             raise
+        except (redis_errors.CrossSlotTransactionError, redis_errors.InvalidPipelineStack):
+            raise  # our mistake, not an outage
         except redis_errors.RedisClusterException as exc:
+            if "blocked when running redis in cluster mode" in str(exc):
+                raise  # a command redis-py refuses on Cluster: our mistake, not an outage
             logger.warning("store %s failed: %s", operation, _describe(exc))
             raise StoreUnavailable(f"Redis Cluster is unavailable: {_describe(exc)}") from exc
 

@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from starlette_refresh import InvalidGrant, ManualClock, TokenAuth
+from starlette_refresh.revocations import entry_for
 from starlette_refresh.sessions import SessionService
 from starlette_refresh.store import RedisStore
 from tests.apps import SECRET
@@ -288,3 +289,21 @@ async def test_expired_sessions_count_as_gone_for_revoke_and_logout_all(
     assert await service.logout_all("alice") == 1  # only `again` was alive; `fresh` had expired
     with pytest.raises(InvalidGrant):
         await service.refresh(again.refresh_token)
+
+
+async def test_the_revocation_record_keeps_the_latest_time_and_lives_as_long_as_its_last_entry(
+    service: SessionService, clock: ManualClock
+) -> None:
+    store, now_ms = store_of(service), int(clock() * 1000)
+    first, second = entry_for("t" * 20, "A" * 22), entry_for("t" * 20, "B" * 22)
+    await store.publish_revocations([first], now_ms + 60_000, now_ms)
+    # A repair writes back an older entry with an earlier time: it must neither shorten the record's
+    # life nor pull an entry's time back.
+    await store.publish_revocations([second, first], now_ms + 10_000, now_ms)
+
+    assert await store.load_revocations(now_ms) == {first: now_ms + 60_000, second: now_ms + 10_000}
+    assert 50_000 < await store.redis.pttl(store.revocations_key) <= 60_000
+    # Entries whose access tokens have all expired are dropped on the next write.
+    third = entry_for("t" * 20, "C" * 22)
+    await store.publish_revocations([third], now_ms + 80_000, now_ms + 20_000)
+    assert set(await store.load_revocations(now_ms)) == {first, third}
