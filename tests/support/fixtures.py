@@ -34,6 +34,8 @@ class RedisServerFactory(Protocol):
         port: int | None = None,
         extra_args: Sequence[str] = (),
         data_dir: Path | None = None,
+        username: str | None = None,
+        password: str | None = None,
     ) -> RedisServer:
         """Start and return a new RedisServer (data in a fresh dir under tmp_path)."""
         ...
@@ -91,10 +93,19 @@ def redis_server_factory(tmp_path: Path) -> Iterator[RedisServerFactory]:
         port: int | None = None,
         extra_args: Sequence[str] = (),
         data_dir: Path | None = None,
+        username: str | None = None,
+        password: str | None = None,
     ) -> RedisServer:
         if data_dir is None:
             data_dir = tmp_path / f"redis-{len(servers) + 1}"
-        server = RedisServer(data_dir, port=port, appendonly=appendonly, extra_args=extra_args)
+        server = RedisServer(
+            data_dir,
+            port=port,
+            appendonly=appendonly,
+            extra_args=extra_args,
+            username=username,
+            password=password,
+        )
         servers.append(server)
         server.start()
         return server

@@ -316,9 +316,17 @@ class RedisServer(_ManagedProcess):
         port: int | None = None,
         appendonly: bool = True,
         extra_args: Sequence[str] = (),
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
-        """Prepare (but do not start) a server; ``port=None`` picks a free port now."""
+        """Prepare (but do not start) a server; ``port=None`` picks a free port now.
+
+        ``username``/``password`` are what this harness itself logs in with, for servers whose
+        ``extra_args`` require authentication (``--requirepass``, ``--user``).
+        """
         super().__init__()
+        self.username = username
+        self.password = password
         self.data_dir = Path(data_dir)
         self.appendonly = appendonly
         self.extra_args: list[str] = list(extra_args)
@@ -384,7 +392,13 @@ class RedisServer(_ManagedProcess):
         Keyword arguments (e.g. ``decode_responses=True``) are passed to
         :class:`redis.Redis` and override the defaults.
         """
-        options: dict[str, Any] = {"host": _LOCALHOST, "port": self._port, "socket_timeout": 5}
+        options: dict[str, Any] = {
+            "host": _LOCALHOST,
+            "port": self._port,
+            "socket_timeout": 5,
+            "username": self.username,
+            "password": self.password,
+        }
         options.update(kwargs)
         return redis.Redis(**options)
 
@@ -415,7 +429,14 @@ class RedisServer(_ManagedProcess):
         deadline = time.monotonic() + timeout
         last_error: BaseException | None = None
         # No client-side retries: redis-py 8 otherwise retries 10x with backoff per call.
-        probe = redis.Redis(host=_LOCALHOST, port=self._port, socket_timeout=1, retry=Retry(NoBackoff(), 0))
+        probe = redis.Redis(
+            host=_LOCALHOST,
+            port=self._port,
+            socket_timeout=1,
+            retry=Retry(NoBackoff(), 0),
+            username=self.username,
+            password=self.password,
+        )
         try:
             while True:
                 if not self.running:
