@@ -131,6 +131,9 @@ def parse_redis_url(url: object) -> RedisTarget:
 def client_from_target(target: RedisTarget, timeout: float, max_connections: int) -> Any:
     """A redis-py asyncio client for ``target``; call it inside the event loop that will use it.
 
+    The store admits at most ``max_connections`` operations at once; the pools get one connection more,
+    for the revocation feed's subscription, which holds its connection for as long as it runs.
+
     Its retry policy is one quick retry (a pooled connection may be stale after a Redis restart or a
     failover), so an outage turns into a 503 within about ``timeout`` seconds instead of a request that
     hangs. Standalone and Sentinel clients wait for a free connection (up to ``timeout``) when all
@@ -139,6 +142,7 @@ def client_from_target(target: RedisTarget, timeout: float, max_connections: int
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialWithJitterBackoff
 
+    max_connections += 1  # the subscription's
     common: dict[str, Any] = {
         "username": target.username,
         "password": target.password,
@@ -193,7 +197,7 @@ def client_from_target(target: RedisTarget, timeout: float, max_connections: int
             **({"connection_class": connection_class} if connection_class else {}),
             **{k: v for k, v in common.items() if k != "ssl"},
         )
-    return Redis(connection_pool=pool)
+    return Redis.from_pool(pool)  # the client owns the pool, so closing it disconnects
 
 
 def redact_url(url: str) -> str:

@@ -176,6 +176,8 @@ class RedisStore:
         self._timeout = timeout
         self._scripts = {name: _Script(name, source) for name, source in SCRIPTS.items()}
         self._max_connections = max_connections
+        self._turns_loop: asyncio.AbstractEventLoop | None = None
+        self._turns_semaphore = asyncio.Semaphore(max_connections)
         self._replicas = replica_acks
         self._wait_ms = max(1, int(replica_ack_timeout * 1000))
         self._redis_clock_offset: float | None = None  # Redis TIME minus our time.time(), seconds
@@ -404,12 +406,25 @@ class RedisStore:
         sessions.sort(key=lambda s: s.created_at_ms)
         return sessions
 
+    def _turns(self) -> asyncio.Semaphore:
+        """Admits at most ``max_connections`` operations at once, in arrival order.
+
+        redis-py's blocking pool is not fair: a task that has just released a connection can take it
+        straight back before a waiting task wakes, so under a burst some requests waited out the whole
+        timeout (503) while Redis was idle. asyncio's semaphore queues waiters first in, first out.
+        One per event loop, because a semaphore belongs to the loop it first waited in.
+        """
+        loop = asyncio.get_running_loop()
+        if self._turns_loop is not loop:
+            self._turns_loop, self._turns_semaphore = loop, asyncio.Semaphore(self._max_connections)
+        return self._turns_semaphore
+
     @asynccontextmanager
     async def _guard(self, operation: str) -> AsyncIterator[None]:
         """Bounds the time of one store operation and maps transient failures to StoreUnavailable."""
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(self._timeout), self._turns():
                 yield
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("store %s ok in %.2f ms", operation, (time.perf_counter() - started) * 1000)

@@ -136,7 +136,7 @@ def test_standalone_client_waits_for_a_free_connection_and_is_bounded() -> None:
     assert isinstance(client, Redis)
     pool = client.connection_pool
     assert isinstance(pool, BlockingConnectionPool)
-    assert pool.max_connections == 7
+    assert pool.max_connections == 8  # 7 operations at once, plus the revocation subscription
     kwargs = pool.connection_kwargs
     assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("127.0.0.1", 6390, 4)
     assert (kwargs["username"], kwargs["password"], kwargs["client_name"]) == ("u", "pw", "api")
@@ -181,7 +181,7 @@ def test_sentinel_client_follows_the_named_primary() -> None:
     pool = client.connection_pool
     assert isinstance(pool, SentinelConnectionPool)
     assert isinstance(pool, BlockingConnectionPool)  # waits for a free connection like standalone
-    assert (pool.service_name, pool.is_master, pool.max_connections) == ("sessions", True, 7)
+    assert (pool.service_name, pool.is_master, pool.max_connections) == ("sessions", True, 8)
     assert (pool.connection_kwargs["db"], pool.connection_kwargs["password"]) == (2, "pw")
     sentinels = pool.sentinel_manager.sentinels
     assert [s.connection_pool.connection_kwargs["port"] for s in sentinels] == [26390, 26391]
