@@ -85,7 +85,9 @@ async def measure(url: str) -> None:
     await probe.flushall()
     used_before = (await probe.info("memory"))["used_memory"]
     for i in range(SESSIONS_FOR_MEMORY):
-        await sessions.login(f"user-{i}", {"email": f"user-{i}@example.com"}, "Mozilla/5.0 (X11; Linux x86_64)")
+        await sessions.login(
+            f"user-{i}", {"email": f"user-{i}@example.com"}, "Mozilla/5.0 (X11; Linux x86_64)"
+        )
     used_after = (await probe.info("memory"))["used_memory"]
     per_session = (used_after - used_before) / SESSIONS_FOR_MEMORY
     print(f"\nRedis memory per session (one user each, 2 keys): {per_session:.0f} bytes "
