@@ -49,7 +49,8 @@ class TokenAuth:
     ``redis_url`` takes ``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://`` and
     ``redis+sentinel://`` URLs (see :mod:`starlette_refresh.redis_urls`). With ``replica_acks=N``,
     a login, logout or revocation answers only once N replicas hold it (Redis ``WAIT``, up to
-    ``replica_ack_timeout``), so a failover cannot lose it; otherwise it answers 503.
+    ``replica_ack_timeout``), otherwise 503, so a failover that promotes one of them keeps it
+    (docs/deployment.md has the runbook for planned failovers).
     """
 
     def __init__(

@@ -126,18 +126,23 @@ class RevocationFeed:
         self._set_live(False)
 
     async def _run(self) -> None:
+        failures = 0
         while not self._stopping:
             try:
                 await self._follow()
             except (StoreUnavailable, redis_errors.RedisError, OSError) as exc:
                 if self.live:
+                    failures = 0
                     logger.warning(
                         "revocation feed lost (%s): keeping %d known revocations; reconnecting",
                         exc,
                         len(self.revocations),
                     )
                 self._set_live(False)
-            await asyncio.sleep(self.retry_delay)
+            # A failover or a dropped connection usually heals at once, and every revocation made
+            # meanwhile waits for this reconnect: retry quickly first, then back off to retry_delay.
+            await asyncio.sleep(min(self.retry_delay, 0.05 * 2**failures))
+            failures += 1
 
     async def _follow(self) -> None:
         async with self.store.subscription() as pubsub:

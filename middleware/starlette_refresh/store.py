@@ -32,7 +32,16 @@ Outcome = Literal["rotated", "grace", "reused", "expired", "revoked", "missing"]
 _DEADLINE_MARGIN = 0.1
 
 # ResponseError prefixes that mean "not now" rather than "this command is wrong".
-_TRANSIENT_PREFIXES = ("BUSY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "OOM")
+_TRANSIENT_PREFIXES = (
+    "BUSY",
+    "LOADING",
+    "MASTERDOWN",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "READONLY",
+    "OOM",
+    "NOREPLICAS",  # min-replicas-to-write not met: a fenced primary during a planned failover
+)
 
 
 @dataclass(frozen=True, slots=True)

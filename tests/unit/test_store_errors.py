@@ -54,6 +54,7 @@ TRANSIENT = [
     redis_errors.TryAgainError("Multiple keys request during rehashing of slot"),
     redis_errors.ClusterDownError("The cluster is down"),
     redis_errors.OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
+    redis_errors.ResponseError("NOREPLICAS Not enough good replicas to write."),
     ConnectionResetError(104, "Connection reset by peer"),
 ]
 
