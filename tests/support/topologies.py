@@ -908,7 +908,7 @@ class SentinelGroup:
         self.stop()
 
     # -- failover ---------------------------------------------------------------------
-    def failover(self, kill: bool = True, timeout: float = 30.0) -> RedisServer:
+    def failover(self, kill: bool = True, timeout: float = 30.0, *, fence: bool = False) -> RedisServer:
         """Fail the current primary over and return the new one.
 
         ``kill=True`` SIGKILLs the primary and lets the sentinels detect it (after
@@ -916,6 +916,12 @@ class SentinelGroup:
         forced ``SENTINEL FAILOVER`` while the old primary keeps running (the sentinels
         demote it a few seconds later; see :meth:`wait_replica`).  Returns once every
         running sentinel reports the same new primary and that node says ``role:master``.
+
+        ``fence=True`` (planned failovers only) first sets ``min-replicas-to-write`` on the old
+        primary to its number of replicas, the deployment guide's runbook: once the promoted replica
+        leaves it, the old primary refuses writes (``NOREPLICAS``) until the sentinels demote it, so
+        no write can land there and be lost. Lift the fence with :meth:`unfence` afterwards.
+        (``CLIENT PAUSE WRITE`` does not work here: it also holds back the sentinels' demotion.)
         """
         if len(self._data_nodes) < 2:
             raise ValueError("a failover needs at least one replica")
@@ -926,6 +932,9 @@ class SentinelGroup:
         if kill:
             old.kill()
         else:
+            if fence:
+                replicas = int(_info(old, "replication").get("connected_slaves", 0))
+                _command(old, "CONFIG", "SET", "min-replicas-to-write", str(replicas))
             self._request_failover(timeout)
 
         def new_primary_problem() -> str | None:
@@ -944,6 +953,10 @@ class SentinelGroup:
 
         _wait_until(new_primary_problem, timeout=timeout, what="failover", servers=self._all_servers)
         return self.primary()
+
+    def unfence(self, node: RedisServer) -> None:
+        """Lifts the ``min-replicas-to-write`` fence of :meth:`failover` from ``node``."""
+        _command(node, "CONFIG", "SET", "min-replicas-to-write", "0")
 
     def _request_failover(self, timeout: float) -> None:
         sentinel = next((s for s in self._sentinels if s.running), None)
