@@ -12,12 +12,15 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import time
+import traceback
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+import redis
 from redis import exceptions as redis_errors
 
 from .errors import StoreUnavailable
@@ -131,9 +134,11 @@ class _Script:
         # on the same connection: a pipeline gives that, and keeps it to one round trip. On Cluster
         # it must also go to the node that owns the keys, which a keyless WAIT would not.
         node = {"target_nodes": redis.get_node_from_key(keys[0])} if _is_cluster(redis) else {}
-        for command, script in (("evalsha", self.sha), ("eval", self.source)):
+        for command, script in (("EVALSHA", self.sha), ("EVAL", self.source)):
             async with redis.pipeline(transaction=False) as pipe:
-                getattr(pipe, command)(script, len(keys), *keys, *args)
+                # execute_command, not pipe.evalsha: redis-py's Cluster pipeline refuses the named
+                # script methods but routes the raw command by its keys like any other.
+                pipe.execute_command(command, script, len(keys), *keys, *args)
                 pipe.execute_command("WAIT", replicas, wait_ms, **node)
                 reply, acks = await pipe.execute(raise_on_error=False)
             if not isinstance(reply, redis_errors.NoScriptError):
@@ -464,6 +469,26 @@ class RedisStore:
                 raise  # a command redis-py refuses on Cluster: our mistake, not an outage
             logger.warning("store %s failed: %s", operation, _describe(exc))
             raise StoreUnavailable(f"Redis Cluster is unavailable: {_describe(exc)}") from exc
+        except (AttributeError, RuntimeError, TypeError) as exc:
+            if not _raised_inside_the_client(exc):
+                raise  # ours: a bug to see, not an outage to retry
+            # redis-py's Cluster client can trip over a connection that a concurrent command tore
+            # down while a node died (a None writer, a closed transport). The node is gone; that is
+            # an outage for the client to retry, not a 500.
+            logger.warning("store %s failed inside the Redis client: %s", operation, _describe(exc))
+            raise StoreUnavailable(f"the Redis client failed: {_describe(exc)}") from exc
+
+
+_CLIENT_PACKAGE = os.path.dirname(redis.__file__) + os.sep
+_OUR_PACKAGE = os.path.dirname(__file__) + os.sep
+
+
+def _raised_inside_the_client(exc: BaseException) -> bool:
+    """True when ``exc`` came from inside redis-py: raised below its first redis-py frame, with none
+    of our code in between (what lies below is redis-py's, or the event loop's it drives)."""
+    files = [frame.f_code.co_filename for frame, _ in traceback.walk_tb(exc.__traceback__)]
+    entry = next((i for i, name in enumerate(files) if name.startswith(_CLIENT_PACKAGE)), None)
+    return entry is not None and not any(name.startswith(_OUR_PACKAGE) for name in files[entry:])
 
 
 def _text(value: Any) -> str:

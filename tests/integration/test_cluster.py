@@ -7,6 +7,8 @@ costs nothing visible: redis-py follows ASK and MOVED and retries TRYAGAIN.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -17,11 +19,13 @@ import pytest
 import redis
 from redis.cluster import RedisCluster as SyncRedisCluster
 
+from tests.faults.load import LoadConfig, LoadDriver
 from tests.integration.helpers import login, me, refresh
 from tests.integration.test_revocation import REVOCATIONS, seconds_until_refused
 from tests.support.fixtures import AppServerFactory
-from tests.support.processes import AppServer
+from tests.support.processes import AppServer, RedisServer
 from tests.support.topologies import LocalCluster
+from tests.support.topology_fixtures import LocalClusterFactory
 
 pytestmark = pytest.mark.integration
 
@@ -172,3 +176,85 @@ def test_refreshes_during_a_slot_migration_all_succeed(
         assert answer.status_code == 200
         assert me(app, answer.json()["access_token"]).status_code == 200
     assert login(app, "migrating-user")["token_type"] == "Bearer"
+
+
+def replica_of(cluster: LocalCluster, primary: RedisServer) -> RedisServer:
+    for node in cluster.replicas:
+        if int(node.client().info("replication")["master_port"]) == primary.port:
+            return node
+    raise AssertionError(f"no replica follows {primary!r}")
+
+
+def on_replica(replica: RedisServer, key: str) -> bool:
+    """Whether ``replica`` holds ``key`` (READONLY: a cluster replica answers MOVED otherwise)."""
+    client = replica.client(single_connection_client=True)
+    try:
+        client.execute_command("READONLY")
+        return bool(client.exists(key))
+    finally:
+        client.close()
+
+
+def test_replica_acks_wait_on_the_shard_that_owns_the_session(
+    redis_cluster_factory: LocalClusterFactory, app_server_factory: AppServerFactory
+) -> None:
+    cluster = redis_cluster_factory(replicas_per_primary=1)
+    app = start_app(app_server_factory, cluster, SR_REPLICA_ACKS="1", SR_REPLICA_ACK_TIMEOUT="0.3")
+    by_shard: dict[int, str] = {}
+    for user in range(20):
+        issued = login(app, f"user-{user}")
+        session_key, _ = keys_of(issued["refresh_token"])
+        owner = cluster.node_for_key(session_key)
+        # No sleep: the WAIT went to the owning primary and returned once its replica held the session.
+        assert on_replica(replica_of(cluster, owner), session_key)
+        by_shard.setdefault(owner.port, f"user-{user}")
+    assert len(by_shard) == 3
+
+    stalled_primary = cluster.primaries[0]
+    stalled = replica_of(cluster, stalled_primary)
+    assert stalled.pid is not None
+    os.kill(stalled.pid, signal.SIGSTOP)
+    try:
+        for port, subject in by_shard.items():
+            answer = httpx2.post(
+                f"{app.url}/login", json={"subject": subject, "transport": "body"}, timeout=10
+            )
+            # Only the shard whose replica is stalled refuses; the others do not wait for it.
+            assert answer.status_code == (503 if port == stalled_primary.port else 200), answer.text
+    finally:
+        os.kill(stalled.pid, signal.SIGCONT)
+    assert login(app, by_shard[stalled_primary.port])["token_type"] == "Bearer"
+
+
+def test_a_primary_killed_under_load_fails_over_with_no_session_lost(
+    redis_cluster_factory: LocalClusterFactory, app_server_factory: AppServerFactory
+) -> None:
+    cluster = redis_cluster_factory(replicas_per_primary=1)
+    env = {"SR_ACCESS_TTL": "30", "SR_STORE_TIMEOUT": "1", "SR_REPLICA_ACKS": "1"}
+    apps = [start_app(app_server_factory, cluster, **env) for _ in range(2)]
+    driver = LoadDriver([a.url for a in apps], LoadConfig(clients=16, sticky=False, refresh_every=4))
+    driver.start()
+    try:
+        time.sleep(1.5)
+        killed = driver.mark("killed")
+        victim = cluster.primaries[0]
+        victim.kill()
+        # Redis Cluster promotes the replica after cluster-node-timeout (2 s here) and an election.
+        assert driver.wait_all_refreshed(after=killed + 2.0, timeout=20), "a client never refreshed again"
+        time.sleep(1.0)
+    finally:
+        report = driver.stop()
+    print(f"\n{report.summary()}")
+
+    events = report.events
+    assert [e for e in events if not e.answered] == []
+    assert [e for e in report.of("me") if e.status != 200] == []  # access tokens need no Redis
+    assert {e.status for e in events if e.kind != "me"} <= {200, 503}
+    unavailable = [e for e in events if e.status == 503]
+    assert unavailable, "the kill should have cost some 503s"
+    assert all(e.error == "temporarily_unavailable" for e in unavailable)
+    last_503 = max(e.finished for e in unavailable) - killed
+    print(f"primary killed: {len(unavailable)} answers 503, the last {last_503:.1f}s after the kill")
+    assert last_503 < 15
+    assert report.lost == []
+    assert report.final_failures() == {}

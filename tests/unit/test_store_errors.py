@@ -7,9 +7,11 @@ connection produces; the integration suite produces the same failures with a rea
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import pytest
+import redis
 from redis import exceptions as redis_errors
 
 from starlette_refresh import StoreUnavailable
@@ -81,3 +83,77 @@ def test_a_hung_store_is_bounded_by_the_timeout() -> None:
     store = RedisStore(SlowClient(), timeout=0.05)
     with pytest.raises(StoreUnavailable, match=r"within 0.05s"):
         asyncio.run(store.ping())
+
+
+def _raising_in(filename: str, error: BaseException) -> Any:
+    """A function whose code claims to live in ``filename``, raising ``error`` when called."""
+    namespace: dict[str, Any] = {"error": error}
+    exec(compile("def fail():\n    raise error\n", filename, "exec"), namespace)  # noqa: S102
+    return namespace["fail"]
+
+
+class ClientWithInternalFailure:
+    """Fails the way redis-py's Cluster client did while a node died: an error from its own code."""
+
+    def __init__(self, filename: str, error: BaseException) -> None:
+        self.fail = _raising_in(filename, error)
+
+    async def ping(self) -> Any:
+        self.fail()
+
+
+REDIS_PACKAGE = os.path.dirname(redis.__file__)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        AttributeError("'NoneType' object has no attribute 'writelines'"),
+        RuntimeError("unable to perform operation on <TCPTransport closed=True>; the handler is closed"),
+    ],
+)
+def test_an_error_inside_the_redis_client_is_an_outage(error: BaseException) -> None:
+    store = RedisStore(
+        ClientWithInternalFailure(os.path.join(REDIS_PACKAGE, "asyncio", "connection.py"), error)
+    )
+
+    with pytest.raises(StoreUnavailable, match="the Redis client failed"):
+        asyncio.run(store.ping())
+
+
+@pytest.mark.parametrize("error", [AttributeError("x"), RuntimeError("y"), TypeError("z")])
+def test_the_same_error_from_our_own_code_is_a_bug_and_surfaces(error: BaseException) -> None:
+    store = RedisStore(ClientWithInternalFailure(__file__, error))
+
+    with pytest.raises(type(error)):
+        asyncio.run(store.ping())
+
+
+def test_an_error_of_ours_called_from_inside_the_client_still_surfaces() -> None:
+    import starlette_refresh
+
+    ours = _raising_in(
+        os.path.join(os.path.dirname(starlette_refresh.__file__), "sessions.py"), TypeError("bug")
+    )
+    client = ClientWithInternalFailure(os.path.join(REDIS_PACKAGE, "client.py"), TypeError("unused"))
+    client.fail = _calling_in(os.path.join(REDIS_PACKAGE, "client.py"), ours)
+
+    with pytest.raises(TypeError, match="bug"):
+        asyncio.run(RedisStore(client).ping())
+
+
+def _calling_in(filename: str, callee: Any) -> Any:
+    """A function whose code claims to live in ``filename``, calling ``callee``."""
+    namespace: dict[str, Any] = {"callee": callee}
+    exec(compile("def call():\n    callee()\n", filename, "exec"), namespace)  # noqa: S102
+    return namespace["call"]
+
+
+def test_an_error_raised_by_the_event_loop_under_the_client_is_an_outage() -> None:
+    # The real one: uvloop refusing to write to a transport redis-py had already closed.
+    closed = _raising_in("uvloop/handles/handle.pyx", RuntimeError("unable to perform operation"))
+    client = ClientWithInternalFailure(os.path.join(REDIS_PACKAGE, "client.py"), TypeError("unused"))
+    client.fail = _calling_in(os.path.join(REDIS_PACKAGE, "asyncio", "connection.py"), closed)
+
+    with pytest.raises(StoreUnavailable, match="the Redis client failed: RuntimeError"):
+        asyncio.run(RedisStore(client).ping())
