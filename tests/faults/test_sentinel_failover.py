@@ -34,8 +34,9 @@ from functools import partial
 import httpx2
 import pytest
 
-from tests.faults.load import SHARED_TLS, Event, LoadConfig, LoadDriver, LoadReport
+from tests.faults.load import Event, LoadConfig, LoadDriver, LoadReport
 from tests.integration.helpers import login, me, refresh
+from tests.integration.test_revocation import seconds_until_refused
 from tests.support.fixtures import AppServerFactory
 from tests.support.processes import AppServer, RedisServer
 from tests.support.topologies import SentinelGroup
@@ -273,24 +274,6 @@ def until_answered(
             return answer
         assert answer.json()["error"] == "temporarily_unavailable"
         time.sleep(0.05)
-
-
-def seconds_until_refused(app: AppServer, access_token: str, limit: float = 3.0) -> float:
-    """Polls the protected route until the token is refused as revoked; returns how long it took.
-
-    One keep-alive client, so that a poll costs a millisecond or two rather than a new connection.
-    """
-    started = time.monotonic()
-    headers = {"Authorization": f"Bearer {access_token}"}
-    with httpx2.Client(timeout=10, verify=SHARED_TLS) as client:
-        while time.monotonic() - started < limit:
-            answer = client.get(f"{app.url}/me", headers=headers)
-            if answer.status_code == 401:
-                assert answer.json() == {"error": "invalid_token", "error_description": "token revoked"}
-                return time.monotonic() - started
-            assert answer.status_code == 200
-            time.sleep(0.005)
-    raise AssertionError(f"the access token still worked {limit}s after its session was revoked")
 
 
 def refused(app: AppServer, access_token: str) -> bool:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import httpx2
 import pytest
 
+from tests.faults.load import SHARED_TLS
 from tests.integration.helpers import app_env, login, me, refresh
 from tests.support.fixtures import AppServerFactory, RedisServerFactory
 from tests.support.processes import AppServer
@@ -17,15 +18,20 @@ APP = "tests.apps:app_from_env"
 
 
 def seconds_until_refused(app: AppServer, access_token: str, limit: float = 3.0) -> float:
-    """Polls the protected route until the token is refused as revoked; returns how long it took."""
+    """Polls the protected route until the token is refused as revoked; returns how long it took.
+
+    One keep-alive client, so that a poll costs a millisecond or two rather than a new connection.
+    """
     started = time.monotonic()
-    while time.monotonic() - started < limit:
-        answer = me(app, access_token)
-        if answer.status_code == 401:
-            assert answer.json() == {"error": "invalid_token", "error_description": "token revoked"}
-            return time.monotonic() - started
-        assert answer.status_code == 200
-        time.sleep(0.02)
+    headers = {"Authorization": f"Bearer {access_token}"}
+    with httpx2.Client(timeout=10, verify=SHARED_TLS) as client:
+        while time.monotonic() - started < limit:
+            answer = client.get(f"{app.url}/me", headers=headers)
+            if answer.status_code == 401:
+                assert answer.json() == {"error": "invalid_token", "error_description": "token revoked"}
+                return time.monotonic() - started
+            assert answer.status_code == 200
+            time.sleep(0.005)
     raise AssertionError(f"the access token still worked {limit}s after its session was revoked")
 
 
