@@ -700,6 +700,10 @@ class SentinelServer(RedisServer):
         return f"<SentinelServer {self.url} service={self.service} {state}>"
 
 
+#: How long a planned failover holds writes on the old primary: longer than a promotion takes.
+FENCE_PAUSE_MS = 5_000
+
+
 class SentinelGroup:
     """A primary, its replicas and a set of Sentinels watching them, all on 127.0.0.1.
 
@@ -917,11 +921,12 @@ class SentinelGroup:
         demote it a few seconds later; see :meth:`wait_replica`).  Returns once every
         running sentinel reports the same new primary and that node says ``role:master``.
 
-        ``fence=True`` (planned failovers only) first sets ``min-replicas-to-write`` on the old
-        primary to its number of replicas, the deployment guide's runbook: once the promoted replica
-        leaves it, the old primary refuses writes (``NOREPLICAS``) until the sentinels demote it, so
-        no write can land there and be lost. Lift the fence with :meth:`unfence` afterwards.
-        (``CLIENT PAUSE WRITE`` does not work here: it also holds back the sentinels' demotion.)
+        ``fence=True`` (planned failovers only) follows the deployment guide's runbook. It sets
+        ``min-replicas-to-write`` on the old primary to its number of replicas, so that once the
+        promoted replica leaves, the old primary refuses writes (``NOREPLICAS``) until the sentinels
+        demote it. It also pauses writes there (``CLIENT PAUSE 5000 WRITE``) across the promotion, so
+        that no write is in flight to the replica being promoted while another replica acknowledges it.
+        Lift the fence with :meth:`unfence` afterwards.
         """
         if len(self._data_nodes) < 2:
             raise ValueError("a failover needs at least one replica")
@@ -935,6 +940,7 @@ class SentinelGroup:
             if fence:
                 replicas = int(_info(old, "replication").get("connected_slaves", 0))
                 _command(old, "CONFIG", "SET", "min-replicas-to-write", str(replicas))
+                _command(old, "CLIENT", "PAUSE", str(FENCE_PAUSE_MS), "WRITE")
             self._request_failover(timeout)
 
         def new_primary_problem() -> str | None:
@@ -957,6 +963,7 @@ class SentinelGroup:
     def unfence(self, node: RedisServer) -> None:
         """Lifts the ``min-replicas-to-write`` fence of :meth:`failover` from ``node``."""
         _command(node, "CONFIG", "SET", "min-replicas-to-write", "0")
+        _command(node, "CLIENT", "UNPAUSE")
 
     def _request_failover(self, timeout: float) -> None:
         sentinel = next((s for s in self._sentinels if s.running), None)
