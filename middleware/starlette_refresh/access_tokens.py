@@ -12,6 +12,7 @@ import math
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import jwt
@@ -22,6 +23,7 @@ from .clock import Clock
 from .errors import InvalidToken
 from .keys import KeyRing
 from .settings import Settings
+from .token_cache import VerifiedTokens
 
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 RESERVED_CLAIMS = frozenset({"sub", "sid", "jti", "iat", "exp", "nbf", "iss", "aud"})
@@ -44,6 +46,7 @@ class AccessTokenCodec:
     def __init__(
         self, keys: KeyRing, settings: Settings, clock: Clock, is_revoked: Callable[[str], bool] | None = None
     ) -> None:
+        self._verified = VerifiedTokens(settings.access_cache_size, clock)
         self._keys = keys
         self._is_revoked = is_revoked
         self._settings = settings
@@ -76,8 +79,20 @@ class AccessTokenCodec:
         token = self._jws.encode(body, signer.private, algorithm=signer.algorithm, headers=self._header)
         return IssuedAccessToken(token=token, expires_in=self._settings.access_ttl, claims=payload)
 
-    def verify(self, token: str) -> dict[str, Any]:
-        """Returns the claims of a valid token or raises :class:`InvalidToken` saying why not."""
+    def verify(self, token: str) -> Mapping[str, Any]:
+        """Returns the (read-only) claims of a valid token or raises :class:`InvalidToken` saying why not.
+
+        A token that verified before and whose time window is still open costs a dict lookup (see
+        :mod:`starlette_refresh.token_cache`); revocation is checked on every call.
+        """
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._verify_fully(token)
+        if self._is_revoked is not None and self._is_revoked(claims["sid"]):
+            raise InvalidToken("token revoked")
+        return claims
+
+    def _verify_fully(self, token: str) -> Mapping[str, Any]:
         if len(token) > MAX_ACCESS_TOKEN_BYTES:
             raise InvalidToken("token too large")
         if token.count(".") != 2:
@@ -110,9 +125,11 @@ class AccessTokenCodec:
         if not isinstance(claims, dict):
             raise InvalidToken("malformed token")
         self._check_claims(claims)
-        if self._is_revoked is not None and self._is_revoked(claims["sid"]):
-            raise InvalidToken("token revoked")
-        return claims
+        leeway = self._settings.leeway
+        not_before = max(claims["iat"], claims.get("nbf", claims["iat"]))
+        verified = MappingProxyType(claims)
+        self._verified.remember(token, verified, not_before - leeway, claims["exp"] + leeway)
+        return verified
 
     def _check_claims(self, claims: dict[str, Any]) -> None:
         for name in ("sub", "sid", "jti"):

@@ -84,6 +84,7 @@ class TokenAuth:
         retry_after: int = 2,
         replica_acks: int = 0,
         replica_ack_timeout: float = 0.5,
+        access_cache_size: int = 10_000,
         clock: Clock = system_clock,
     ) -> None:
         if isinstance(exclude, str) or isinstance(trusted_origins, str):
@@ -114,6 +115,7 @@ class TokenAuth:
             retry_after=retry_after,
             replica_acks=replica_acks,
             replica_ack_timeout=replica_ack_timeout,
+            access_cache_size=access_cache_size,
         )
         self.clock = clock
         key_ring, refresh_secret = _keys(secret_key, keys)
@@ -167,7 +169,7 @@ class TokenAuth:
 
     def verify_access_token(self, token: str) -> dict[str, Any]:
         """The claims of a valid access token; raises :class:`~starlette_refresh.errors.InvalidToken`."""
-        return self.access.verify(token)
+        return dict(self.access.verify(token))
 
     async def startup(self) -> None:
         """Connects to the store and checks it; raises :class:`StoreUnavailable` when it cannot.

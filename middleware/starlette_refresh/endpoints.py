@@ -7,7 +7,7 @@ refresh is answered with ``Set-Cookie``, a body-borne one in the JSON body.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 from starlette.requests import Request
@@ -185,13 +185,13 @@ class AuthEndpoints:
             )
         return None, "cookie"
 
-    def _required_claims(self, request: Request) -> dict[str, Any]:
+    def _required_claims(self, request: Request) -> Mapping[str, Any]:
         token = bearer_token(request.headers)
         if token is None:
             raise _MissingToken("an access token is required")
         return self.access.verify(token)
 
-    def _optional_claims(self, request: Request) -> dict[str, Any] | None:
+    def _optional_claims(self, request: Request) -> Mapping[str, Any] | None:
         try:
             token = bearer_token(request.headers)
             return self.access.verify(token) if token else None

@@ -57,8 +57,12 @@ class Settings:
     retry_after: int = 2
     replica_acks: int = 0
     replica_ack_timeout: float = 0.5
+    access_cache_size: int = 10_000
     max_body_bytes: int = 16_384
     max_claims_bytes: int = 4_096
+    # Derived from ``exclude`` once, so that the per-request check is a set lookup and one startswith.
+    _excluded_exact: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
+    _excluded_below: tuple[str, ...] = field(init=False, repr=False, compare=False, default=())
 
     def __post_init__(self) -> None:
         _positive_int("access_ttl", self.access_ttl)
@@ -97,6 +101,12 @@ class Settings:
             raise ConfigurationError(
                 f"replica_acks must be a whole number of replicas >= 0, got {self.replica_acks!r}"
             )
+        cache = self.access_cache_size
+        if not isinstance(cache, int) or isinstance(cache, bool) or cache < 0:
+            raise ConfigurationError(
+                f"access_cache_size must be a whole number of tokens >= 0 (0 turns the cache off), "
+                f"got {cache!r}"
+            )
         _finite_number("replica_ack_timeout", self.replica_ack_timeout)
         if self.replica_ack_timeout <= 0 or (acks and self.replica_ack_timeout >= self.store_timeout):
             raise ConfigurationError(
@@ -128,6 +138,10 @@ class Settings:
             raise ConfigurationError("browsers drop SameSite=None cookies that are not Secure")
         if not self.cookie.name or any(c in self.cookie.name for c in " ;,=\t\r\n"):
             raise ConfigurationError(f"cookie name {self.cookie.name!r} is not a valid cookie name")
+        exact = {p[:-1] if p.endswith("$") else p for p in self.exclude if not p.endswith("/")}
+        below = tuple(p if p.endswith("/") else p + "/" for p in self.exclude if not p.endswith("$"))
+        object.__setattr__(self, "_excluded_exact", frozenset(exact))
+        object.__setattr__(self, "_excluded_below", below)
         if not self.key_prefix or "{" in self.key_prefix or "}" in self.key_prefix:
             raise ConfigurationError(
                 f"key_prefix must be non-empty and free of '{{' and '}}' (they are Redis Cluster "
@@ -146,16 +160,7 @@ class Settings:
         ``/staticfoo``); ``/static/`` matches only what is below it; a trailing ``$`` asks for an
         exact match (``/$`` is the root page alone).
         """
-        for prefix in self.exclude:
-            if prefix.endswith("$"):
-                if path == prefix[:-1]:
-                    return True
-            elif prefix.endswith("/"):
-                if path.startswith(prefix):
-                    return True
-            elif path == prefix or path.startswith(prefix + "/"):
-                return True
-        return False
+        return path in self._excluded_exact or path.startswith(self._excluded_below)
 
 
 def normalize_origin(value: str) -> str:

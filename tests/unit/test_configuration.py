@@ -9,6 +9,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from starlette_refresh import (
     ConfigurationError,
@@ -199,6 +202,12 @@ BAD_SETTINGS: list[tuple[str, dict[str, Any], str]] = [
     ("store-timeout-zero", {"store_timeout": 0}, "store_timeout must be > 0 seconds"),
     ("store-timeout-nan", {"store_timeout": float("nan")}, "store_timeout must be a number of seconds"),
     ("store-timeout-string", {"store_timeout": "2"}, "store_timeout must be a number of seconds"),
+    (
+        "access-cache-negative",
+        {"access_cache_size": -1},
+        "access_cache_size must be a whole number of tokens",
+    ),
+    ("access-cache-float", {"access_cache_size": 10.5}, "access_cache_size must be a whole number of tokens"),
     ("replica-acks-negative", {"replica_acks": -1}, "replica_acks must be a whole number of replicas >= 0"),
     ("replica-acks-bool", {"replica_acks": True}, "replica_acks must be a whole number of replicas >= 0"),
     ("replica-acks-string", {"replica_acks": "1"}, "replica_acks must be a whole number of replicas >= 0"),
@@ -455,3 +464,31 @@ def test_dollar_suffix_excludes_exactly_one_path(path: str, expected: bool) -> N
 )
 def test_normalize_origin(value: str, expected: str) -> None:
     assert normalize_origin(value) == expected
+
+
+def reference_is_excluded(exclude: tuple[str, ...], path: str) -> bool:
+    """The rule as documented, written plainly: the precomputed check must agree with it."""
+    for prefix in exclude:
+        if prefix.endswith("$"):
+            if path == prefix[:-1]:
+                return True
+        elif prefix.endswith("/"):
+            if path.startswith(prefix):
+                return True
+        elif path == prefix or path.startswith(prefix + "/"):
+            return True
+    return False
+
+
+SEGMENTS = st.sampled_from(["", "a", "ab", "static", "static2", "x"])
+PATHS = st.lists(SEGMENTS, min_size=1, max_size=4).map(lambda parts: "/" + "/".join(parts))
+EXCLUDES = st.lists(
+    st.tuples(PATHS, st.sampled_from(["", "/", "$"])).map(lambda pair: pair[0].rstrip("/") + pair[1]),
+    max_size=4,
+).map(lambda entries: tuple(e for e in entries if e.startswith("/") and e != "/"))
+
+
+@hypothesis_settings(max_examples=500, deadline=None)
+@given(exclude=EXCLUDES, path=PATHS)
+def test_is_excluded_agrees_with_the_documented_rule(exclude: tuple[str, ...], path: str) -> None:
+    assert Settings(exclude=exclude).is_excluded(path) is reference_is_excluded(exclude, path)
