@@ -8,11 +8,10 @@ the app from starting.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .access_tokens import AccessTokenCodec
@@ -20,7 +19,7 @@ from .endpoints import AuthEndpoints
 from .errors import AuthError, InvalidRequest, InvalidToken
 from .settings import Settings
 from .user import TokenUser, credentials_for
-from .web import bearer_token, error_answer, query_carries_token, unauthorized_answer
+from .web import error_answer, query_carries_token, scope_bearer_token, unauthorized_answer
 
 logger = logging.getLogger("starlette_refresh.middleware")
 
@@ -76,11 +75,11 @@ class TokenAuthMiddleware:
             return
         await self.app(scope, receive, send)
 
-    def _verified_claims(self, scope: Scope) -> dict[str, Any] | None:
+    def _verified_claims(self, scope: Scope) -> Mapping[str, Any] | None:
         """The claims of the request's bearer token; None without one; AuthError for a bad one."""
         if query_carries_token(scope):
             raise InvalidRequest("tokens in the query string are refused; send Authorization: Bearer")
-        token = bearer_token(Headers(scope=scope))
+        token = scope_bearer_token(scope)
         return self.access.verify(token) if token is not None else None
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: AuthError | None) -> None:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from starlette.authentication import AuthCredentials, BaseUser
 
 
 class TokenUser(BaseUser):
-    """A user proven by a valid access token. ``claims`` are the token's verified claims."""
+    """A user proven by a valid access token. ``claims`` are the token's verified claims (read-only)."""
 
     def __init__(self, claims: Mapping[str, Any]) -> None:
-        self.claims = dict(claims)
+        # The verified claims are shared with the token cache, never copied per request: read-only.
+        self.claims: Mapping[str, Any] = (
+            claims if isinstance(claims, MappingProxyType) else MappingProxyType(dict(claims))
+        )
 
     @property
     def is_authenticated(self) -> bool:
@@ -41,10 +45,15 @@ class TokenUser(BaseUser):
         return f"TokenUser(identity={self.identity!r}, session_id={self.session_id!r})"
 
 
+_AUTHENTICATED = ("authenticated",)
+
+
 def credentials_for(claims: Mapping[str, Any]) -> AuthCredentials:
     """``authenticated`` plus the token's scopes (``scope`` space-separated, or a ``scp`` list)."""
-    scopes = ["authenticated"]
     scope = claims.get("scope")
+    if scope is None and "scp" not in claims:
+        return AuthCredentials(_AUTHENTICATED)  # the common case, on every request: no list to build
+    scopes = ["authenticated"]
     if isinstance(scope, str):
         scopes.extend(s for s in scope.split() if s)
     scp = claims.get("scp")

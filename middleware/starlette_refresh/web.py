@@ -90,7 +90,23 @@ def bearer_token(headers: Headers) -> str | None:
         return None
     if len(values) > 1:
         raise InvalidRequest("more than one Authorization header")
-    scheme, _, token = values[0].strip().partition(" ")
+    return _bearer(values[0])
+
+
+def scope_bearer_token(scope: Scope) -> str | None:
+    """:func:`bearer_token` read straight from the ASGI scope: the per-request path, which skips
+    building a ``Headers`` that would decode every header of the request."""
+    found: bytes | None = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            if found is not None:
+                raise InvalidRequest("more than one Authorization header")
+            found = value
+    return None if found is None else _bearer(found.decode("latin-1"))
+
+
+def _bearer(value: str) -> str | None:
+    scheme, _, token = value.strip().partition(" ")
     if scheme.lower() != "bearer":
         return None
     token = token.strip()

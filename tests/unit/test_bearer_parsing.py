@@ -1,0 +1,52 @@
+"""The per-request Authorization parser reads raw ASGI headers; it must agree with the Headers one."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from starlette.datastructures import Headers
+
+from starlette_refresh import InvalidRequest
+from starlette_refresh.web import bearer_token, scope_bearer_token
+
+VALUES = st.one_of(
+    st.sampled_from(
+        ["Bearer abc.def.ghi", "bearer x", "BEARER  x ", "Bearer", "Bearer ", "Basic dXNlcg==", " Bearer a b"]
+    ),
+    st.text(alphabet=" \tBearBEARbasic.x-_=", max_size=20),
+)
+NAMES = st.sampled_from([b"authorization", b"x-authorization", b"host"])
+
+
+def outcome(parse: object, scope: dict[str, object]) -> object:
+    try:
+        return parse(scope)  # type: ignore[operator]
+    except InvalidRequest as error:
+        return ("invalid", error.description)
+
+
+@settings(max_examples=400, deadline=None)
+@given(headers=st.lists(st.tuples(NAMES, VALUES.map(lambda v: v.encode("latin-1"))), max_size=4))
+def test_raw_scope_parsing_agrees_with_the_headers_parser(headers: list[tuple[bytes, bytes]]) -> None:
+    scope = {"type": "http", "headers": headers}
+
+    assert outcome(scope_bearer_token, scope) == outcome(lambda s: bearer_token(Headers(scope=s)), scope)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ([(b"authorization", b"Bearer abc")], "abc"),
+        ([(b"authorization", b"bearer   abc  ")], "abc"),
+        ([(b"authorization", b"Basic abc")], None),
+        ([], None),
+    ],
+)
+def test_raw_scope_parsing(headers: list[tuple[bytes, bytes]], expected: str | None) -> None:
+    assert scope_bearer_token({"headers": headers}) == expected
+
+
+def test_two_authorization_headers_are_a_bad_request() -> None:
+    with pytest.raises(InvalidRequest, match="more than one Authorization header"):
+        scope_bearer_token({"headers": [(b"authorization", b"Bearer a"), (b"authorization", b"Bearer b")]})
