@@ -46,9 +46,11 @@ class AccessTokenCodec:
     def __init__(
         self, keys: KeyRing, settings: Settings, clock: Clock, is_revoked: Callable[[str], bool] | None = None
     ) -> None:
-        self._verified = VerifiedTokens(settings.access_cache_size, clock)
+        self._verified: VerifiedTokens[str, Mapping[str, Any]] = VerifiedTokens(
+            settings.access_cache_size, clock
+        )
         self._keys = keys
-        self._is_revoked = is_revoked
+        self._is_revoked: Callable[[str], bool] = is_revoked or _never_revoked
         self._settings = settings
         self._clock = clock
         self._jws = PyJWS()
@@ -88,9 +90,29 @@ class AccessTokenCodec:
         claims = self._verified.get(token)
         if claims is None:
             claims = self._verify_fully(token)
-        if self._is_revoked is not None and self._is_revoked(claims["sid"]):
+            self._verified.remember(token, claims, *self.validity(claims))
+        if self.is_revoked(claims["sid"]):
             raise InvalidToken("token revoked")
         return claims
+
+    def verify_once(self, token: str) -> Mapping[str, Any]:
+        """:meth:`verify` without the cache, for a caller that keeps its own (the middleware)."""
+        claims = self._verify_fully(token)
+        if self.is_revoked(claims["sid"]):
+            raise InvalidToken("token revoked")
+        return claims
+
+    @property
+    def is_revoked(self) -> Callable[[str], bool]:
+        """``is_revoked(session_id)``: True while the session is revoked (in memory; no Redis)."""
+        return self._is_revoked
+
+    def validity(self, claims: Mapping[str, Any]) -> tuple[float, float]:
+        """The window in which verified ``claims`` stay valid: ``(valid_from, valid_until)``, leeway
+        included. Outside it the full check fails (``iat``/``nbf`` in the future, or expired)."""
+        leeway = self._settings.leeway
+        not_before = max(claims["iat"], claims.get("nbf", claims["iat"]))
+        return not_before - leeway, claims["exp"] + leeway
 
     def _verify_fully(self, token: str) -> Mapping[str, Any]:
         if len(token) > MAX_ACCESS_TOKEN_BYTES:
@@ -125,11 +147,7 @@ class AccessTokenCodec:
         if not isinstance(claims, dict):
             raise InvalidToken("malformed token")
         self._check_claims(claims)
-        leeway = self._settings.leeway
-        not_before = max(claims["iat"], claims.get("nbf", claims["iat"]))
-        verified = MappingProxyType(claims)
-        self._verified.remember(token, verified, not_before - leeway, claims["exp"] + leeway)
-        return verified
+        return MappingProxyType(claims)
 
     def _check_claims(self, claims: dict[str, Any]) -> None:
         for name in ("sub", "sid", "jti"):
@@ -192,3 +210,7 @@ def _is_number(value: object) -> bool:
     if isinstance(value, int):
         return abs(value) < _MAX_TIMESTAMP
     return isinstance(value, float) and math.isfinite(value) and abs(value) < _MAX_TIMESTAMP
+
+
+def _never_revoked(session_id: str) -> bool:
+    return False

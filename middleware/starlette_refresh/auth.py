@@ -136,6 +136,7 @@ class TokenAuth:
             settings=self.settings,
             access=self.access,
             endpoints=self.endpoints,
+            clock=self.clock,
             on_startup=self.startup,
             on_shutdown=self.shutdown,
         )

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .access_tokens import AccessTokenCodec
+from .clock import Clock
 from .endpoints import AuthEndpoints
 from .errors import AuthError, InvalidRequest, InvalidToken
 from .settings import Settings
-from .user import TokenUser, credentials_for
+from .token_cache import VerifiedTokens
+from .user import TokenUser, credentials_for, scopes_of
 from .web import error_answer, query_carries_token, scope_bearer_token, unauthorized_answer
 
 logger = logging.getLogger("starlette_refresh.middleware")
@@ -36,6 +39,7 @@ class TokenAuthMiddleware:
         settings: Settings,
         access: AccessTokenCodec,
         endpoints: AuthEndpoints,
+        clock: Clock,
         on_startup: Hook,
         on_shutdown: Hook,
     ) -> None:
@@ -45,18 +49,29 @@ class TokenAuthMiddleware:
         self.endpoints = endpoints
         self.on_startup = on_startup
         self.on_shutdown = on_shutdown
+        # Authorization headers already verified, by their raw bytes: a repeat skips the parsing too.
+        self._principals: VerifiedTokens[bytes, _Principal] = VerifiedTokens(
+            settings.access_cache_size, clock
+        )
+        self._is_revoked = access.is_revoked
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "lifespan":
-            await self._lifespan(scope, receive, send)
-            return
-        if kind not in ("http", "websocket"):
-            await self.app(scope, receive, send)
+        if kind != "http" and kind != "websocket":
+            if kind == "lifespan":
+                await self._lifespan(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
         path: str = scope["path"]
         if kind == "http" and self.endpoints.handles(path):
             await self.endpoints(scope, receive, send)
+            return
+        principal = self._remembered(scope)
+        if principal is not None:
+            # The per-request path: a dict lookup, the time window and the revocation list.
+            scope["user"], scope["auth"] = principal.user, AuthCredentials(principal.scopes)
+            await self.app(scope, receive, send)
             return
         excluded = self.settings.is_excluded(path)
         try:
@@ -75,12 +90,30 @@ class TokenAuthMiddleware:
             return
         await self.app(scope, receive, send)
 
+    def _remembered(self, scope: Scope) -> _Principal | None:
+        """The principal of an Authorization header verified before, still in its window and not
+        revoked; None sends the request down the full path, which also names any problem."""
+        raw = _only_authorization(scope)
+        if raw is None or (scope.get("query_string") and query_carries_token(scope)):
+            return None
+        principal = self._principals.get(raw)
+        if principal is None or self._is_revoked(principal.session_id):
+            return None
+        return principal
+
     def _verified_claims(self, scope: Scope) -> Mapping[str, Any] | None:
         """The claims of the request's bearer token; None without one; AuthError for a bad one."""
         if query_carries_token(scope):
             raise InvalidRequest("tokens in the query string are refused; send Authorization: Bearer")
         token = scope_bearer_token(scope)
-        return self.access.verify(token) if token is not None else None
+        if token is None:
+            return None
+        claims = self.access.verify_once(token)
+        raw = _only_authorization(scope)
+        if raw is not None:
+            principal = _Principal(TokenUser(claims), scopes_of(claims), claims["sid"])
+            self._principals.remember(raw, principal, *self.access.validity(claims))
+        return claims
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: AuthError | None) -> None:
         if isinstance(error, InvalidToken) or error is None:
@@ -128,3 +161,24 @@ class TokenAuthMiddleware:
             await send(message)
 
         await self.app(scope, receive_with_startup, send_with_shutdown)
+
+
+@dataclass(frozen=True, slots=True)
+class _Principal:
+    """What a verified Authorization header stands for. The user (its claims are read-only) is shared
+    by the requests that carry the same header; each request gets its own credentials object."""
+
+    user: TokenUser
+    scopes: tuple[str, ...]
+    session_id: str
+
+
+def _only_authorization(scope: Scope) -> bytes | None:
+    """The raw value of the request's one Authorization header; None when there is none or several."""
+    found: bytes | None = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            if found is not None:
+                return None
+            found = value
+    return found

@@ -14,46 +14,52 @@ key is the whole token string, so a hit needs the same bytes, signature included
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Generic, TypeVar
 
 from .clock import Clock
 
+Key = TypeVar("Key", bound=Hashable)
+Value = TypeVar("Value")
+
 
 @dataclass(frozen=True, slots=True)
-class _Verified:
-    claims: Mapping[str, Any]
+class _Verified(Generic[Value]):
+    value: Value
     valid_from: float
     valid_until: float
 
 
-class VerifiedTokens:
-    """At most ``capacity`` verified tokens; the oldest one leaves first. ``capacity=0`` disables it."""
+class VerifiedTokens(Generic[Key, Value]):
+    """At most ``capacity`` verified tokens; the oldest one leaves first. ``capacity=0`` disables it.
+
+    The key is the token (or the raw header that carried it); the value is what verifying it gave.
+    """
 
     def __init__(self, capacity: int, clock: Clock) -> None:
         self._capacity = capacity
         self._clock = clock
-        self._entries: dict[str, _Verified] = {}
+        self._entries: dict[Key, _Verified[Value]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, token: str) -> Mapping[str, Any] | None:
-        """The claims of ``token`` if it verified and its window is still open now; else None."""
-        entry = self._entries.get(token)
+    def get(self, key: Key) -> Value | None:
+        """What ``key`` verified to, if its window is still open now; else None."""
+        entry = self._entries.get(key)
         if entry is None:
             return None
         if entry.valid_from <= self._clock() < entry.valid_until:
-            return entry.claims
-        del self._entries[token]
+            return entry.value
+        del self._entries[key]
         return None
 
-    def remember(self, token: str, claims: Mapping[str, Any], valid_from: float, valid_until: float) -> None:
+    def remember(self, key: Key, value: Value, valid_from: float, valid_until: float) -> None:
         """Keeps a token that has just passed every check, valid for ``valid_from <= now < valid_until``."""
         if self._capacity == 0:
             return
         if len(self._entries) >= self._capacity:
             # Insertion order: the oldest token is the likeliest to have expired already.
             del self._entries[next(iter(self._entries))]
-        self._entries[token] = _Verified(claims, valid_from, valid_until)
+        self._entries[key] = _Verified(value, valid_from, valid_until)

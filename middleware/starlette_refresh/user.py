@@ -45,18 +45,18 @@ class TokenUser(BaseUser):
         return f"TokenUser(identity={self.identity!r}, session_id={self.session_id!r})"
 
 
-_AUTHENTICATED = ("authenticated",)
-
-
-def credentials_for(claims: Mapping[str, Any]) -> AuthCredentials:
+def scopes_of(claims: Mapping[str, Any]) -> tuple[str, ...]:
     """``authenticated`` plus the token's scopes (``scope`` space-separated, or a ``scp`` list)."""
-    scope = claims.get("scope")
-    if scope is None and "scp" not in claims:
-        return AuthCredentials(_AUTHENTICATED)  # the common case, on every request: no list to build
     scopes = ["authenticated"]
+    scope = claims.get("scope")
     if isinstance(scope, str):
         scopes.extend(s for s in scope.split() if s)
     scp = claims.get("scp")
     if isinstance(scp, list):
         scopes.extend(s for s in scp if isinstance(s, str))
-    return AuthCredentials(scopes)
+    return tuple(scopes)
+
+
+def credentials_for(claims: Mapping[str, Any]) -> AuthCredentials:
+    """Starlette's credentials for verified ``claims``: :func:`scopes_of` them."""
+    return AuthCredentials(scopes_of(claims))
