@@ -239,15 +239,15 @@ class RedisStore:
             await self.redis.ping()
 
     async def persistence(self) -> dict[str, str] | None:
-        """The server's ``appendonly`` and ``save`` settings, or None where CONFIG is not allowed."""
+        """The server settings the app checks at startup (``appendonly``, ``save``,
+        ``maxmemory-policy``, ``hash-max-listpack-value``), or None where CONFIG is not allowed."""
+        merged: dict[str, str] = {}
         try:
             async with self._guard("config"):
-                appendonly = await self.redis.config_get("appendonly")
-                save = await self.redis.config_get("save")
-                policy = await self.redis.config_get("maxmemory-policy")
+                for name in ("appendonly", "save", "maxmemory-policy", "hash-max-listpack-value"):
+                    merged.update(_as_text_dict(await self.redis.config_get(name)))
         except redis_errors.ResponseError:
             return None
-        merged = {**_as_text_dict(appendonly), **_as_text_dict(save), **_as_text_dict(policy)}
         return merged
 
     async def create(

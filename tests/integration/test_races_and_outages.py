@@ -130,6 +130,16 @@ def test_startup_warns_when_redis_keeps_nothing(
     assert "persistence off" not in other.log_text()
 
 
+def test_startup_suggests_compact_session_hashes(
+    redis_server_factory: RedisServerFactory, app_server_factory: AppServerFactory
+) -> None:
+    stock = app_server_factory(APP, app_env(redis_server_factory()), factory=True)
+    assert "Set hash-max-listpack-value 256 on the session store" in stock.log_text()
+    tuned = redis_server_factory(extra_args=["--hash-max-listpack-value", "256"])
+    other = app_server_factory(APP, app_env(tuned), factory=True)
+    assert "hash-max-listpack-value" not in other.log_text()
+
+
 def test_logs_never_carry_raw_tokens(redis_server: RedisServer, app_server_factory: AppServerFactory) -> None:
     app = app_server_factory(APP, app_env(redis_server), factory=True)
     issued = login(app)
