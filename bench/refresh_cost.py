@@ -90,8 +90,10 @@ async def measure(url: str) -> None:
         )
     used_after = (await probe.info("memory"))["used_memory"]
     per_session = (used_after - used_before) / SESSIONS_FOR_MEMORY
-    print(f"\nRedis memory per session (one user each, 2 keys): {per_session:.0f} bytes "
-          f"over {SESSIONS_FOR_MEMORY} sessions")
+    print(
+        f"\nRedis memory per session (one user each, 2 keys): {per_session:.0f} bytes "
+        f"over {SESSIONS_FOR_MEMORY} sessions"
+    )
     await probe.aclose()
     await auth.shutdown()
 
