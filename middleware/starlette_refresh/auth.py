@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .access_tokens import AccessTokenCodec
+from .assets import ManagerFiles
 from .clock import Clock, system_clock
 from .endpoints import AuthEndpoints, Transport, token_answer
 from .errors import AuthError, ConfigurationError, StoreUnavailable
@@ -140,6 +141,14 @@ class TokenAuth:
             on_startup=self.startup,
             on_shutdown=self.shutdown,
         )
+
+    def static_files(self) -> ManagerFiles:
+        """An ASGI app serving the browser refresh manager (``refresh-manager.js``) and its TypeScript
+        declarations (``refresh-manager.d.ts``), and nothing else::
+
+            Mount("/static/sr", auth.static_files())   # list "/static/sr" in exclude
+        """
+        return ManagerFiles()
 
     async def login(
         self,

@@ -1,0 +1,61 @@
+"""auth.static_files(): the refresh manager and its declarations, with their media types, and nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from starlette.testclient import TestClient
+
+from starlette_refresh import TokenAuth
+from tests.support.processes import REPO_ROOT
+
+STATIC = REPO_ROOT / "static"
+
+
+@pytest.fixture
+def client(auth: TokenAuth) -> Iterator[TestClient]:
+    app = Starlette(routes=[Mount("/static/sr", auth.static_files())])
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize(
+    ("name", "media_type"),
+    [
+        ("refresh-manager.js", "text/javascript; charset=utf-8"),
+        ("refresh-manager.d.ts", "application/typescript; charset=utf-8"),
+    ],
+)
+def test_serves_the_module_and_its_declarations(client: TestClient, name: str, media_type: str) -> None:
+    answer = client.get(f"/static/sr/{name}")
+
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == media_type
+    assert answer.content == (STATIC / name).read_bytes()
+    assert "etag" in answer.headers
+    again = client.get(f"/static/sr/{name}", headers={"If-None-Match": answer.headers["etag"]})
+    assert again.status_code == 304
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "package.json",
+        "README.md",
+        "tests/fakes.mjs",
+        "demo/dashboard.js",
+        "../refresh-manager.js",
+        "%2e%2e/pyproject.toml",
+        "",
+    ],
+)
+def test_serves_nothing_else(client: TestClient, path: str) -> None:
+    assert client.get(f"/static/sr/{path}").status_code == 404
+
+
+def test_the_files_it_serves_are_the_ones_in_static(auth: TokenAuth) -> None:
+    assert Path(auth.static_files().directory or "").resolve() == STATIC.resolve()
