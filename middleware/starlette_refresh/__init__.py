@@ -16,6 +16,7 @@ from .errors import (
     StoreUnavailable,
 )
 from .keys import KeyRing, SigningKey
+from .observe import NullObserver, Observer
 from .refresh_tokens import fingerprint
 from .settings import CookieSettings, Settings
 from .store import RedisStore, SessionStore
@@ -32,6 +33,8 @@ __all__ = [
     "InvalidToken",
     "KeyRing",
     "ManualClock",
+    "NullObserver",
+    "Observer",
     "RedisStore",
     "SessionStore",
     "Settings",

@@ -17,6 +17,7 @@ from .endpoints import AuthEndpoints, Transport, token_answer
 from .errors import AuthError, ConfigurationError, StoreUnavailable
 from .keys import KeyRing, SigningKey, as_key_ring
 from .middleware import TokenAuthMiddleware
+from .observe import NullObserver, Observer, log_fields
 from .redis_urls import redact_url
 from .refresh_tokens import RefreshTokenCodec
 from .revocations import RevocationFeed, RevocationList
@@ -52,6 +53,9 @@ class TokenAuth:
     a login, logout or revocation answers only once N replicas hold it (Redis ``WAIT``, up to
     ``replica_ack_timeout``), otherwise 503, so a failover that promotes one of them keeps it
     (docs/deployment.md has the runbook for planned failovers).
+
+    ``observer`` receives every session decision and store timing (see
+    :mod:`starlette_refresh.observe`), e.g. ``starlette_refresh.prometheus.PrometheusMetrics()``.
     """
 
     def __init__(
@@ -87,6 +91,7 @@ class TokenAuth:
         replica_ack_timeout: float = 0.5,
         access_cache_size: int = 10_000,
         clock: Clock = system_clock,
+        observer: Observer | None = None,
     ) -> None:
         if isinstance(exclude, str) or isinstance(trusted_origins, str):
             raise ConfigurationError("exclude and trusted_origins take a list of strings, not one string")
@@ -119,14 +124,21 @@ class TokenAuth:
             access_cache_size=access_cache_size,
         )
         self.clock = clock
+        self.observer: Observer = observer if observer is not None else NullObserver()
         key_ring, refresh_secret = _keys(secret_key, keys)
-        self.store = _store(redis_url, redis, store, self.settings)
+        self.store = _store(redis_url, redis, store, self.settings, self.observer)
         self._store_label = redact_url(redis_url) if redis_url else type(self.store).__name__
         self.revocations = RevocationList(clock)
         self.revocation_feed = RevocationFeed(self.store, self.revocations, clock)
         self.access = AccessTokenCodec(key_ring, self.settings, clock, self.revocations.is_revoked)
         self.sessions = SessionService(
-            self.settings, self.store, self.access, RefreshTokenCodec(refresh_secret), clock, self.revocations
+            self.settings,
+            self.store,
+            self.access,
+            RefreshTokenCodec(refresh_secret),
+            clock,
+            self.revocations,
+            observer=self.observer,
         )
         self.endpoints = AuthEndpoints(self.settings, self.sessions, self.access)
 
@@ -171,7 +183,7 @@ class TokenAuth:
                 check_same_origin(request.scope, request.headers, self.settings)
             issued = await self.sessions.login(subject, claims, request.headers.get("user-agent", ""))
         except StoreUnavailable as exc:
-            logger.warning("login answered 503: %s", exc)
+            logger.warning("login answered 503: %s", exc, extra=log_fields("login", outcome="unavailable"))
             return unavailable_answer(self.settings)
         except AuthError as exc:
             return error_answer(exc)
@@ -239,7 +251,9 @@ def _keys(
     return ring, default.private
 
 
-def _store(redis_url: str | None, redis: Any, store: SessionStore | None, settings: Settings) -> SessionStore:
+def _store(
+    redis_url: str | None, redis: Any, store: SessionStore | None, settings: Settings, observer: Observer
+) -> SessionStore:
     given = [
         name
         for name, value in (("redis_url", redis_url), ("redis", redis), ("store", store))
@@ -250,7 +264,7 @@ def _store(redis_url: str | None, redis: Any, store: SessionStore | None, settin
     if len(given) > 1:
         raise ConfigurationError(f"pass only one of redis_url, redis and store (got {', '.join(given)})")
     if store is not None:
-        return store
+        return store  # built by the application, with whatever observer it chose
     return RedisStore(
         redis,
         url=redis_url,
@@ -259,6 +273,7 @@ def _store(redis_url: str | None, redis: Any, store: SessionStore | None, settin
         max_connections=settings.store_max_connections,
         replica_acks=settings.replica_acks,
         replica_ack_timeout=settings.replica_ack_timeout,
+        observer=observer,
     )
 
 

@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from .access_tokens import AccessTokenCodec
 from .errors import AuthError, InvalidGrant, InvalidRequest, InvalidToken, StoreUnavailable
+from .observe import log_fields
 from .sessions import IssuedSession, SessionService
 from .settings import Settings
 from .web import (
@@ -103,7 +104,13 @@ class AuthEndpoints:
                 raise InvalidRequest("tokens in the query string are refused; send them in a header or body")
             return await handler(request)
         except StoreUnavailable as exc:
-            logger.warning("%s %s answered 503: %s", request.method, request.url.path, exc)
+            logger.warning(
+                "%s %s answered 503: %s",
+                request.method,
+                request.url.path,
+                exc,
+                extra=log_fields("unavailable", outcome="unavailable", path=request.url.path),
+            )
             return unavailable_answer(self.settings)
         except _MissingToken:
             return unauthorized_answer(self.settings)

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from .access_tokens import AccessTokenCodec, check_app_claims
 from .clock import Clock
-from .errors import InvalidGrant
+from .errors import InvalidGrant, StoreUnavailable
+from .observe import NullObserver, Observer, RefreshOutcome, RevocationKind, log_fields
 from .refresh_tokens import RefreshToken, RefreshTokenCodec, fingerprint
 from .revocations import RevocationList, entry_for
 from .settings import Settings
@@ -24,6 +26,17 @@ from .store import SessionStore
 logger = logging.getLogger("starlette_refresh.sessions")
 
 MAX_USER_AGENT_CHARS = 256
+
+# Store verdicts as refresh outcomes: a missing record reads as revoked, since Redis deletes a session's
+# record both when it is revoked and when its idle lifetime runs out.
+_REFRESH_OUTCOMES: dict[str, RefreshOutcome] = {
+    "rotated": "rotated",
+    "grace": "grace",
+    "reused": "reused",
+    "expired": "expired",
+    "revoked": "revoked",
+    "missing": "revoked",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +73,7 @@ class SessionInfo:
 
 
 class SessionService:
-    """Owns the rules; the store owns atomicity."""
+    """Owns the rules; the store owns atomicity. Reports each decision to ``observer``."""
 
     def __init__(
         self,
@@ -70,8 +83,11 @@ class SessionService:
         refresh: RefreshTokenCodec,
         clock: Clock,
         revocations: RevocationList,
+        *,
+        observer: Observer | None = None,
     ) -> None:
         self.revocations = revocations
+        self.observer: Observer = observer if observer is not None else NullObserver()
         self.settings = settings
         self.store = store
         self.access = access
@@ -104,59 +120,86 @@ class SessionService:
             absolute,
             self.settings.max_sessions_per_user,
         )
+        self.observer.login()
         if evicted:
+            self.observer.revocation("evicted", len(evicted))
             logger.info(
                 "session limit reached: evicted %d oldest session(s) of user %s: %s",
                 len(evicted),
                 tag,
                 ", ".join(evicted),
+                extra=log_fields("session_evicted", user=tag, sessions=evicted),
             )
             await self._announce(tag, evicted)
         issued = self._issue(subject, json.loads(claims_json), tag, session_id, 0, idle, now_ms)
+        refresh_fingerprint = fingerprint(issued.refresh_token)
         logger.info(
             "login: new session %s for user %s (refresh %s)",
             session_id,
             tag,
-            fingerprint(issued.refresh_token),
+            refresh_fingerprint,
+            extra=log_fields(
+                "login", user=tag, session=session_id, generation=0, fingerprint=refresh_fingerprint
+            ),
         )
         return issued
 
     async def refresh(self, raw_token: str) -> IssuedSession:
-        """Rotates ``raw_token``; raises :class:`InvalidGrant` or ``StoreUnavailable``."""
-        token = self._parse(raw_token, "refresh")
+        """Rotates ``raw_token``; raises :class:`InvalidGrant` or ``StoreUnavailable``.
+
+        Reports exactly one outcome per call to the observer.
+        """
+        try:
+            token = self._parse(raw_token, "refresh")
+        except InvalidGrant:
+            self.observer.refresh("invalid")
+            raise
+        presented = fingerprint(raw_token)
         if self.revocations.is_revoked(token.session_id):
             # Revoked, yet presented: end it in the store again, in case Redis lost the
             # revocation (restored from an older snapshot) and would otherwise resurrect it.
-            await self.store.revoke(token.user_tag, token.session_id, None, self._now_ms())
+            with self._refresh_outage():
+                await self.store.revoke(token.user_tag, token.session_id, None, self._now_ms())
+            self.observer.refresh("revoked")
             logger.warning(
                 "refresh refused: session %s is revoked (refresh %s); ended it in the store again",
                 token.session_id,
-                fingerprint(raw_token),
+                presented,
+                extra=self._refresh_fields("revoked", token, presented),
             )
             raise InvalidGrant("refresh token is invalid or revoked")
         now_ms = self._now_ms()
-        verdict = await self.store.rotate(
-            token.user_tag,
-            token.session_id,
-            token.generation,
-            now_ms,
-            int(self.settings.refresh_grace * 1000),
-            self.settings.refresh_ttl * 1000,
-        )
-        where = f"session {token.session_id} gen {token.generation} (refresh {fingerprint(raw_token)})"
+        with self._refresh_outage():
+            verdict = await self.store.rotate(
+                token.user_tag,
+                token.session_id,
+                token.generation,
+                now_ms,
+                int(self.settings.refresh_grace * 1000),
+                self.settings.refresh_ttl * 1000,
+            )
+        outcome = _REFRESH_OUTCOMES.get(verdict.outcome, "revoked")
+        # Counted before anything else can fail: a reuse stays a reuse even if announcing it does not.
+        self.observer.refresh(outcome)
+        fields = self._refresh_fields(outcome, token, presented)
+        where = f"session {token.session_id} gen {token.generation} (refresh {presented})"
         if verdict.outcome in ("rotated", "grace"):
             if verdict.outcome == "grace":
                 logger.info(
-                    "refresh within grace: %s answered with current gen %d", where, verdict.generation
+                    "refresh within grace: %s answered with current gen %d",
+                    where,
+                    verdict.generation,
+                    extra=fields,
                 )
             elif verdict.stored_generation < token.generation:
                 logger.warning(
                     "refresh ahead of store: %s while the store had gen %d (lost writes?); rotated",
                     where,
                     verdict.stored_generation,
+                    extra=fields,
                 )
             else:
-                logger.info("refresh rotated: %s -> gen %d", where, verdict.generation)
+                logger.info("refresh rotated: %s -> gen %d", where, verdict.generation, extra=fields)
             claims = json.loads(verdict.claims_json)
             return self._issue(
                 verdict.subject,
@@ -168,14 +211,16 @@ class SessionService:
                 now_ms,
             )
         if verdict.outcome == "reused":
+            self.observer.revocation("reuse", 1)
             logger.warning(
                 "SECURITY refresh token reuse detected: %s, current gen was %d; session revoked",
                 where,
                 verdict.generation,
+                extra=fields,
             )
             await self._announce(token.user_tag, [token.session_id])
             raise InvalidGrant("refresh token was already used; the session has been revoked")
-        logger.info("refresh refused (%s): %s", verdict.outcome, where)
+        logger.info("refresh refused (%s): %s", verdict.outcome, where, extra=fields)
         if verdict.outcome == "expired":
             raise InvalidGrant("session expired")
         raise InvalidGrant("refresh token is invalid or revoked")
@@ -189,29 +234,54 @@ class SessionService:
             try:
                 token = self.refresh_codec.parse(raw_token)
             except InvalidGrant:
+                presented = fingerprint(raw_token)
                 logger.info(
-                    "logout with an invalid refresh token (%s); nothing to end", fingerprint(raw_token)
+                    "logout with an invalid refresh token (%s); nothing to end",
+                    presented,
+                    extra=log_fields("logout", outcome="invalid", fingerprint=presented),
                 )
                 return
             ended = await self.store.revoke(token.user_tag, token.session_id, None, self._now_ms())
+            self._count_ended("logout", 1 if ended else 0)
             # Announced even when already gone: an earlier attempt may have ended it and then
             # failed to announce it.
             await self._announce(token.user_tag, [token.session_id])
-            logger.info("logout: session %s %s", token.session_id, "ended" if ended else "was already gone")
+            self._log_logout(token.user_tag, token.session_id, ended, fingerprint(raw_token))
             return
         if session_hint is not None:
             subject, session_id = session_hint
             tag = self.refresh_codec.user_tag(subject)
             ended = await self.store.revoke(tag, session_id, subject, self._now_ms())
+            self._count_ended("logout", 1 if ended else 0)
             await self._announce(tag, [session_id])
-            logger.info("logout: session %s %s", session_id, "ended" if ended else "was already gone")
+            self._log_logout(tag, session_id, ended, None)
+
+    def _log_logout(self, tag: str, session_id: str, ended: bool, presented: str | None) -> None:
+        logger.info(
+            "logout: session %s %s",
+            session_id,
+            "ended" if ended else "was already gone",
+            extra=log_fields(
+                "logout",
+                outcome="ended" if ended else "already_gone",
+                user=tag,
+                session=session_id,
+                fingerprint=presented,
+            ),
+        )
 
     async def logout_all(self, subject: str) -> int:
         """Ends every session of ``subject``; returns how many were alive."""
         tag = self.refresh_codec.user_tag(subject)
         ended = await self.store.revoke_all(tag, self._now_ms())
+        self._count_ended("logout_all", len(ended))
         await self._announce(tag, ended)
-        logger.info("logout-all: ended %d session(s) of user %s", len(ended), tag)
+        logger.info(
+            "logout-all: ended %d session(s) of user %s",
+            len(ended),
+            tag,
+            extra=log_fields("logout_all", outcome="ended", user=tag, sessions=ended),
+        )
         return len(ended)
 
     async def revoke(self, subject: str, session_id: str) -> bool:
@@ -219,8 +289,16 @@ class SessionService:
         tag = self.refresh_codec.user_tag(subject)
         ended = await self.store.revoke(tag, session_id, subject, self._now_ms())
         if ended:
+            self._count_ended("session_revoke", 1)
             await self._announce(tag, [session_id])
-        logger.info("revoke: session %s %s", session_id, "ended" if ended else "not found for this user")
+        logger.info(
+            "revoke: session %s %s",
+            session_id,
+            "ended" if ended else "not found for this user",
+            extra=log_fields(
+                "session_revoke", outcome="ended" if ended else "not_found", user=tag, session=session_id
+            ),
+        )
         return ended
 
     async def list_sessions(self, subject: str, current_session_id: str) -> list[SessionInfo]:
@@ -246,8 +324,12 @@ class SessionService:
         try:
             return self.refresh_codec.parse(raw_token)
         except InvalidGrant:
+            presented = fingerprint(raw_token)
             logger.info(
-                "%s refused: malformed or forged refresh token (%s)", operation, fingerprint(raw_token)
+                "%s refused: malformed or forged refresh token (%s)",
+                operation,
+                presented,
+                extra=log_fields(operation, outcome="invalid", fingerprint=presented),
             )
             raise
 
@@ -279,7 +361,38 @@ class SessionService:
         until = self.clock() + self.settings.access_ttl + self.settings.leeway
         self.revocations.add(entries, until)
         await self.store.publish_revocations(entries, int(until * 1000), self._now_ms())
-        logger.info("revocation announced: %s", ", ".join(session_ids))
+        logger.info(
+            "revocation announced: %s",
+            ", ".join(session_ids),
+            extra=log_fields("revocation_announced", user=user_tag, sessions=session_ids),
+        )
+
+    @contextmanager
+    def _refresh_outage(self) -> Iterator[None]:
+        """Counts a store outage as this refresh's outcome; the 503 itself is the endpoint's."""
+        try:
+            yield
+        except StoreUnavailable:
+            self.observer.refresh("unavailable")
+            raise
+
+    def _refresh_fields(
+        self, outcome: RefreshOutcome, token: RefreshToken, presented: str
+    ) -> dict[str, object]:
+        return log_fields(
+            "refresh",
+            outcome=outcome,
+            user=token.user_tag,
+            session=token.session_id,
+            generation=token.generation,
+            fingerprint=presented,
+        )
+
+    def _count_ended(self, kind: RevocationKind, sessions: int) -> None:
+        # Counted once the store has ended them, before announcing: a failed announcement answers 503
+        # and the client's retry finds the session already gone, so counting later would miss it.
+        if sessions:
+            self.observer.revocation(kind, sessions)
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)

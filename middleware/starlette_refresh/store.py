@@ -25,6 +25,7 @@ from redis import exceptions as redis_errors
 
 from .errors import StoreUnavailable
 from .lua import SCRIPTS
+from .observe import NullObserver, Observer, log_fields
 from .redis_urls import client_from_target, parse_redis_url
 
 logger = logging.getLogger("starlette_refresh.store")
@@ -168,7 +169,7 @@ class RedisStore:
 
     A client built from ``url`` belongs to the store: it is created on first use inside the running
     event loop and closed by :meth:`close`. A client the application passes in stays the
-    application's to close.
+    application's to close. Every operation's duration and outcome goes to ``observer``.
     """
 
     def __init__(
@@ -181,6 +182,7 @@ class RedisStore:
         max_connections: int = 100,
         replica_acks: int = 0,
         replica_ack_timeout: float = 0.5,
+        observer: Observer | None = None,
     ) -> None:
         if (redis is None) == (url is None):
             raise TypeError("RedisStore needs exactly one of a redis-py asyncio client or a url")
@@ -195,6 +197,7 @@ class RedisStore:
         self._replicas = replica_acks
         self._wait_ms = max(1, int(replica_ack_timeout * 1000))
         self._redis_clock_offset: float | None = None  # Redis TIME minus our time.time(), seconds
+        self._observer: Observer = observer if observer is not None else NullObserver()
 
     @property
     def redis(self) -> Any:
@@ -312,7 +315,7 @@ class RedisStore:
         outcome = _text(reply[0])
         if outcome == "late":
             self._redis_clock_offset = None  # measure again: the clocks may have moved apart
-            logger.warning("store rotate ran after its deadline; nothing changed")
+            logger.warning("store rotate ran after its deadline; nothing changed", extra=_outage("rotate"))
             raise StoreUnavailable("Redis ran the refresh after its deadline; nothing changed")
         if len(reply) == 1:
             return Rotation(outcome=outcome)  # type: ignore[arg-type]
@@ -435,18 +438,41 @@ class RedisStore:
 
     @asynccontextmanager
     async def _guard(self, operation: str) -> AsyncIterator[None]:
-        """Bounds the time of one store operation and maps transient failures to StoreUnavailable."""
+        """Bounds the time of one store operation, maps transient failures to StoreUnavailable and
+        reports the operation's duration and outcome to the observer."""
         started = time.perf_counter()
+        try:
+            async with self._mapped_failures(operation):
+                yield
+        except StoreUnavailable:
+            self._observer.store_operation(operation, time.perf_counter() - started, "unavailable")
+            raise
+        except Exception:  # not BaseException: a cancelled operation says nothing about the store
+            self._observer.store_operation(operation, time.perf_counter() - started, "error")
+            raise
+        elapsed = time.perf_counter() - started
+        self._observer.store_operation(operation, elapsed, "ok")
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "store %s ok in %.2f ms",
+                operation,
+                elapsed * 1000,
+                extra=log_fields("store", outcome="ok", operation=operation),
+            )
+
+    @asynccontextmanager
+    async def _mapped_failures(self, operation: str) -> AsyncIterator[None]:
+        """Bounds the time of one store operation and maps transient failures to StoreUnavailable."""
         try:
             async with asyncio.timeout(self._timeout), self._turns():
                 yield
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("store %s ok in %.2f ms", operation, (time.perf_counter() - started) * 1000)
         except (TimeoutError, redis_errors.TimeoutError) as exc:
-            logger.warning("store %s timed out after %.1fs", operation, self._timeout)
+            logger.warning(
+                "store %s timed out after %.1fs", operation, self._timeout, extra=_outage(operation)
+            )
             raise StoreUnavailable(f"Redis did not answer {operation} within {self._timeout}s") from exc
         except (redis_errors.ConnectionError, OSError) as exc:
-            logger.warning("store %s failed: %s", operation, _describe(exc))
+            logger.warning("store %s failed: %s", operation, _describe(exc), extra=_outage(operation))
             raise StoreUnavailable(f"Redis is unreachable: {_describe(exc)}") from exc
         except (
             redis_errors.ClusterDownError,
@@ -455,11 +481,11 @@ class RedisStore:
             redis_errors.OutOfMemoryError,
             redis_errors.ReadOnlyError,
         ) as exc:
-            logger.warning("store %s refused: %s", operation, _describe(exc))
+            logger.warning("store %s refused: %s", operation, _describe(exc), extra=_outage(operation))
             raise StoreUnavailable(f"Redis cannot serve now: {_describe(exc)}") from exc
         except redis_errors.ResponseError as exc:
             if str(exc).upper().startswith(_TRANSIENT_PREFIXES):
-                logger.warning("store %s refused: %s", operation, _describe(exc))
+                logger.warning("store %s refused: %s", operation, _describe(exc), extra=_outage(operation))
                 raise StoreUnavailable(f"Redis cannot serve now: {_describe(exc)}") from exc
             raise
         except (redis_errors.CrossSlotTransactionError, redis_errors.InvalidPipelineStack):
@@ -467,7 +493,7 @@ class RedisStore:
         except redis_errors.RedisClusterException as exc:
             if "blocked when running redis in cluster mode" in str(exc):
                 raise  # a command redis-py refuses on Cluster: our mistake, not an outage
-            logger.warning("store %s failed: %s", operation, _describe(exc))
+            logger.warning("store %s failed: %s", operation, _describe(exc), extra=_outage(operation))
             raise StoreUnavailable(f"Redis Cluster is unavailable: {_describe(exc)}") from exc
         except (AttributeError, RuntimeError, TypeError) as exc:
             if not _raised_inside_the_client(exc):
@@ -475,7 +501,12 @@ class RedisStore:
             # redis-py's Cluster client can trip over a connection that a concurrent command tore
             # down while a node died (a None writer, a closed transport). The node is gone; that is
             # an outage for the client to retry, not a 500.
-            logger.warning("store %s failed inside the Redis client: %s", operation, _describe(exc))
+            logger.warning(
+                "store %s failed inside the Redis client: %s",
+                operation,
+                _describe(exc),
+                extra=_outage(operation),
+            )
             raise StoreUnavailable(f"the Redis client failed: {_describe(exc)}") from exc
 
 
@@ -489,6 +520,10 @@ def _raised_inside_the_client(exc: BaseException) -> bool:
     files = [frame.f_code.co_filename for frame, _ in traceback.walk_tb(exc.__traceback__)]
     entry = next((i for i, name in enumerate(files) if name.startswith(_CLIENT_PACKAGE)), None)
     return entry is not None and not any(name.startswith(_OUR_PACKAGE) for name in files[entry:])
+
+
+def _outage(operation: str) -> dict[str, object]:
+    return log_fields("store", outcome="unavailable", operation=operation)
 
 
 def _text(value: Any) -> str:
