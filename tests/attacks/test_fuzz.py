@@ -39,7 +39,7 @@ import anyio.from_thread
 import httpx2
 import jwt
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
@@ -705,6 +705,8 @@ def test_fuzz_session_endpoints(make_auth: Callable[..., TokenAuth], tally: Call
                     session_id = str(jwt.decode(live.access[-1], options={"verify_signature": False})["sid"])
                 else:
                     session_id = data.draw(SESSION_IDS)
+                    # "." and ".." are dot segments: URL normalization turns them into other paths.
+                    assume(session_id not in (".", ".."))
                 path = "/auth/sessions/" + quote(session_id, safe="")
                 response = send(live, "DELETE", path, headers, query=query)
                 # an empty id names the list itself, where DELETE is the wrong method
