@@ -22,9 +22,15 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def fake_redis() -> fakeredis.aioredis.FakeRedis:
-    """A fresh fakeredis (with Lua) server for fast unit tests."""
-    return fakeredis.aioredis.FakeRedis(server=fakeredis.FakeServer())
+def fake_server() -> fakeredis.FakeServer:
+    """The fakeredis server behind ``fake_redis``; ``connected = False`` emulates an outage."""
+    return fakeredis.FakeServer()
+
+
+@pytest.fixture
+def fake_redis(fake_server: fakeredis.FakeServer) -> fakeredis.aioredis.FakeRedis:
+    """A fresh fakeredis (with Lua) client for fast unit tests, on ``fake_server``."""
+    return fakeredis.aioredis.FakeRedis(server=fake_server)
 
 
 @pytest.fixture

@@ -98,17 +98,6 @@ def leaks(records: Iterable[logging.LogRecord], tokens: Iterable[str]) -> list[s
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fake_server() -> fakeredis.FakeServer:
-    return fakeredis.FakeServer()
-
-
-@pytest.fixture
-def fake_redis(fake_server: fakeredis.FakeServer) -> fakeredis.aioredis.FakeRedis:
-    """Overrides the conftest fixture so that the test can take the store down."""
-    return fakeredis.aioredis.FakeRedis(server=fake_server)
-
-
 @dataclass
 class Session:
     """The app, the clock, and every token that went over the wire."""

@@ -52,18 +52,6 @@ Response = httpx2.Response
 
 
 @pytest.fixture
-def fake_server() -> fakeredis.FakeServer:
-    """The fakeredis server behind ``fake_redis``; ``connected = False`` emulates an outage."""
-    return fakeredis.FakeServer()
-
-
-@pytest.fixture
-def fake_redis(fake_server: fakeredis.FakeServer) -> fakeredis.aioredis.FakeRedis:
-    """Overrides the conftest fixture so that the tests can reach its server."""
-    return fakeredis.aioredis.FakeRedis(server=fake_server)
-
-
-@pytest.fixture
 def inspect_redis(fake_server: fakeredis.FakeServer) -> fakeredis.FakeRedis:
     """A synchronous view of the same data (sync clients ignore the ``connected`` flag)."""
     return fakeredis.FakeRedis(server=fake_server, decode_responses=True)

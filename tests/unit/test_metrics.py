@@ -47,18 +47,6 @@ MakeAuth = Callable[..., TokenAuth]
 
 
 @pytest.fixture
-def fake_server() -> fakeredis.FakeServer:
-    """The fakeredis server behind ``fake_redis``; ``connected = False`` emulates an outage."""
-    return fakeredis.FakeServer()
-
-
-@pytest.fixture
-def fake_redis(fake_server: fakeredis.FakeServer) -> fakeredis.aioredis.FakeRedis:
-    """Overrides the conftest fixture so that the tests can reach its server."""
-    return fakeredis.aioredis.FakeRedis(server=fake_server)
-
-
-@pytest.fixture
 def registry() -> CollectorRegistry:
     return CollectorRegistry()
 
