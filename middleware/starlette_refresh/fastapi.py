@@ -22,8 +22,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Request, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+try:
+    from fastapi import FastAPI, HTTPException, Request, Security
+    from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+except ImportError as exc:
+    raise ImportError(
+        'starlette_refresh.fastapi needs FastAPI: pip install "starlette-refresh[fastapi]"'
+    ) from exc
 
 from .auth import TokenAuth
 from .user import TokenUser

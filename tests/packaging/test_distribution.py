@@ -24,7 +24,7 @@ from tests.support.processes import REPO_ROOT
 pytestmark = pytest.mark.integration
 
 SERVE_IN_FRESH_VENV = r"""
-import asyncio, hashlib, importlib.resources, json, sys
+import asyncio, hashlib, importlib, importlib.resources, json, sys
 import starlette_refresh
 from starlette.exceptions import HTTPException
 from starlette_refresh import TokenAuth
@@ -56,7 +56,16 @@ async def get(path):
     headers = {k.decode(): v.decode() for k, v in start["headers"]}
     return start["status"], headers.get("content-type"), hashlib.sha256(body).hexdigest()
 
+def missing_extra(module):
+    try:
+        importlib.import_module(module)
+    except ImportError as error:
+        return str(error)
+    return "imported"
+
 print(json.dumps({
+    "without_prometheus": missing_extra("starlette_refresh.prometheus"),
+    "without_fastapi": missing_extra("starlette_refresh.fastapi"),
     "file": starlette_refresh.__file__,
     "py_typed": package.joinpath("py.typed").is_file(),
     "js": asyncio.run(get("/refresh-manager.js")),
@@ -137,3 +146,6 @@ def test_the_installed_wheel_imports_and_serves_the_refresh_manager(dist: Path, 
         sha256(REPO_ROOT / "static/refresh-manager.d.ts"),
     ]
     assert report["other"] == 404
+    # The optional extras are not installed there: importing them says which extra to install.
+    assert 'pip install "starlette-refresh[prometheus]"' in report["without_prometheus"]
+    assert 'pip install "starlette-refresh[fastapi]"' in report["without_fastapi"]
