@@ -23,7 +23,6 @@ from .clock import Clock
 from .errors import InvalidToken
 from .keys import KeyRing
 from .settings import Settings
-from .token_cache import VerifiedTokens
 
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 RESERVED_CLAIMS = frozenset({"sub", "sid", "jti", "iat", "exp", "nbf", "iss", "aud"})
@@ -46,9 +45,6 @@ class AccessTokenCodec:
     def __init__(
         self, keys: KeyRing, settings: Settings, clock: Clock, is_revoked: Callable[[str], bool] | None = None
     ) -> None:
-        self._verified: VerifiedTokens[str, Mapping[str, Any]] = VerifiedTokens(
-            settings.access_cache_size, clock
-        )
         self._keys = keys
         self._is_revoked: Callable[[str], bool] = is_revoked or _never_revoked
         self._settings = settings
@@ -84,19 +80,9 @@ class AccessTokenCodec:
     def verify(self, token: str) -> Mapping[str, Any]:
         """Returns the (read-only) claims of a valid token or raises :class:`InvalidToken` saying why not.
 
-        A token that verified before and whose time window is still open costs a dict lookup (see
-        :mod:`starlette_refresh.token_cache`); revocation is checked on every call.
+        Every call runs every check; the middleware remembers verified headers itself (see
+        :mod:`starlette_refresh.token_cache`).
         """
-        claims = self._verified.get(token)
-        if claims is None:
-            claims = self._verify_fully(token)
-            self._verified.remember(token, claims, *self.validity(claims))
-        if self.is_revoked(claims["sid"]):
-            raise InvalidToken("token revoked")
-        return claims
-
-    def verify_once(self, token: str) -> Mapping[str, Any]:
-        """:meth:`verify` without the cache, for a caller that keeps its own (the middleware)."""
         claims = self._verify_fully(token)
         if self.is_revoked(claims["sid"]):
             raise InvalidToken("token revoked")

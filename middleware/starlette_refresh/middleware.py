@@ -108,7 +108,7 @@ class TokenAuthMiddleware:
         token = scope_bearer_token(scope)
         if token is None:
             return None
-        claims = self.access.verify_once(token)
+        claims = self.access.verify(token)
         raw = _only_authorization(scope)
         if raw is not None:
             principal = _Principal(TokenUser(claims), scopes_of(claims), claims["sid"])

@@ -27,13 +27,13 @@ def counted(make_auth: Callable[..., TokenAuth]) -> Iterator[tuple[TestClient, T
     """A client, its TokenAuth, and the list of tokens the full path verified."""
     auth = make_auth()
     full: list[str] = []
-    verify_once = auth.access.verify_once
+    verify = auth.access.verify
 
     def counting(token: str) -> Any:
         full.append(token)
-        return verify_once(token)
+        return verify(token)
 
-    auth.access.verify_once = counting  # type: ignore[method-assign]
+    auth.access.verify = counting  # type: ignore[method-assign]
     with TestClient(build_app(auth), base_url="https://testserver") as client:
         yield client, auth, full
 
@@ -139,8 +139,8 @@ def test_each_request_gets_its_own_credentials(counted: tuple[TestClient, TokenA
 def test_with_the_cache_off_every_request_takes_the_full_path(make_auth: Callable[..., TokenAuth]) -> None:
     auth = make_auth(access_cache_size=0)
     calls: list[str] = []
-    verify_once = auth.access.verify_once
-    auth.access.verify_once = lambda token: calls.append(token) or verify_once(token)  # type: ignore[method-assign]
+    verify = auth.access.verify
+    auth.access.verify = lambda token: calls.append(token) or verify(token)  # type: ignore[method-assign]
     with TestClient(build_app(auth), base_url="https://testserver") as client:
         token = login(client)["access_token"]
         for _ in range(3):
