@@ -192,8 +192,7 @@ class RedisStore:
         self._timeout = timeout
         self._scripts = {name: _Script(name, source) for name, source in SCRIPTS.items()}
         self._max_connections = max_connections
-        self._turns_loop: asyncio.AbstractEventLoop | None = None
-        self._turns_semaphore = asyncio.Semaphore(max_connections)
+        self._turns: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self._replicas = replica_acks
         self._wait_ms = max(1, int(replica_ack_timeout * 1000))
         self._redis_clock_offset: float | None = None  # Redis TIME minus our time.time(), seconds
@@ -423,7 +422,7 @@ class RedisStore:
         sessions.sort(key=lambda s: s.created_at_ms)
         return sessions
 
-    def _turns(self) -> asyncio.Semaphore:
+    def _admission(self) -> asyncio.Semaphore:
         """Admits at most ``max_connections`` operations at once, in arrival order.
 
         redis-py's blocking pool is not fair: a task that has just released a connection can take it
@@ -432,9 +431,9 @@ class RedisStore:
         One per event loop, because a semaphore belongs to the loop it first waited in.
         """
         loop = asyncio.get_running_loop()
-        if self._turns_loop is not loop:
-            self._turns_loop, self._turns_semaphore = loop, asyncio.Semaphore(self._max_connections)
-        return self._turns_semaphore
+        if self._turns is None or self._turns[0] is not loop:
+            self._turns = (loop, asyncio.Semaphore(self._max_connections))
+        return self._turns[1]
 
     @asynccontextmanager
     async def _guard(self, operation: str) -> AsyncIterator[None]:
@@ -464,51 +463,52 @@ class RedisStore:
     async def _mapped_failures(self, operation: str) -> AsyncIterator[None]:
         """Bounds the time of one store operation and maps transient failures to StoreUnavailable."""
         try:
-            async with asyncio.timeout(self._timeout), self._turns():
+            async with asyncio.timeout(self._timeout), self._admission():
                 yield
-        except (TimeoutError, redis_errors.TimeoutError) as exc:
-            logger.warning(
-                "store %s timed out after %.1fs", operation, self._timeout, extra=_outage(operation)
-            )
-            raise StoreUnavailable(f"Redis did not answer {operation} within {self._timeout}s") from exc
-        except (redis_errors.ConnectionError, OSError) as exc:
-            logger.warning("store %s failed: %s", operation, _describe(exc), extra=_outage(operation))
-            raise StoreUnavailable(f"Redis is unreachable: {_describe(exc)}") from exc
-        except (
-            redis_errors.ClusterDownError,
-            redis_errors.TryAgainError,
-            redis_errors.MasterDownError,
-            redis_errors.OutOfMemoryError,
-            redis_errors.ReadOnlyError,
-        ) as exc:
-            logger.warning("store %s refused: %s", operation, _describe(exc), extra=_outage(operation))
-            raise StoreUnavailable(f"Redis cannot serve now: {_describe(exc)}") from exc
-        except redis_errors.ResponseError as exc:
-            if str(exc).upper().startswith(_TRANSIENT_PREFIXES):
-                logger.warning("store %s refused: %s", operation, _describe(exc), extra=_outage(operation))
-                raise StoreUnavailable(f"Redis cannot serve now: {_describe(exc)}") from exc
-            raise
-        except (redis_errors.CrossSlotTransactionError, redis_errors.InvalidPipelineStack):
-            raise  # our mistake, not an outage
-        except redis_errors.RedisClusterException as exc:
-            if "blocked when running redis in cluster mode" in str(exc):
-                raise  # a command redis-py refuses on Cluster: our mistake, not an outage
-            logger.warning("store %s failed: %s", operation, _describe(exc), extra=_outage(operation))
-            raise StoreUnavailable(f"Redis Cluster is unavailable: {_describe(exc)}") from exc
-        except (AttributeError, RuntimeError, TypeError) as exc:
-            if not _raised_inside_the_client(exc):
-                raise  # ours: a bug to see, not an outage to retry
-            # redis-py's Cluster client can trip over a connection that a concurrent command tore
-            # down while a node died (a None writer, a closed transport). The node is gone; that is
-            # an outage for the client to retry, not a 500.
-            logger.warning(
-                "store %s failed inside the Redis client: %s",
-                operation,
-                _describe(exc),
-                extra=_outage(operation),
-            )
-            raise StoreUnavailable(f"the Redis client failed: {_describe(exc)}") from exc
+        except Exception as exc:
+            outage = self._outage_of(exc, operation)
+            if outage is None:
+                raise  # a bug of ours or a command Redis refuses: surface it, do not retry it
+            logged, reported = outage
+            logger.warning("store %s %s", operation, logged, extra=_outage(operation))
+            raise StoreUnavailable(reported) from exc
 
+    def _outage_of(self, exc: Exception, operation: str) -> tuple[str, str] | None:
+        """(log text, error text) when ``exc`` is an outage a retry can cure; None for anything else."""
+        described = _describe(exc)
+        if isinstance(exc, TimeoutError | redis_errors.TimeoutError):
+            return (
+                f"timed out after {self._timeout:.1f}s",
+                f"Redis did not answer {operation} within {self._timeout}s",
+            )
+        if isinstance(exc, redis_errors.ConnectionError | OSError):
+            return f"failed: {described}", f"Redis is unreachable: {described}"
+        refused = (f"refused: {described}", f"Redis cannot serve now: {described}")
+        if isinstance(exc, _TRANSIENT_ERRORS):
+            return refused
+        if isinstance(exc, redis_errors.ResponseError):
+            return refused if str(exc).upper().startswith(_TRANSIENT_PREFIXES) else None
+        if isinstance(exc, redis_errors.CrossSlotTransactionError | redis_errors.InvalidPipelineStack):
+            return None
+        if isinstance(exc, redis_errors.RedisClusterException):
+            if "blocked when running redis in cluster mode" in str(exc):
+                return None  # a command redis-py refuses on Cluster: our mistake
+            return f"failed: {described}", f"Redis Cluster is unavailable: {described}"
+        if isinstance(exc, AttributeError | RuntimeError | TypeError) and _raised_inside_the_client(exc):
+            # redis-py's Cluster client can trip over a connection that a concurrent command tore
+            # down while a node died (a None writer, a closed transport): an outage, not a 500.
+            return f"failed inside the Redis client: {described}", f"the Redis client failed: {described}"
+        return None
+
+
+# Redis errors that always mean "not now", whatever their text.
+_TRANSIENT_ERRORS = (
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+    redis_errors.MasterDownError,
+    redis_errors.OutOfMemoryError,
+    redis_errors.ReadOnlyError,
+)
 
 _CLIENT_PACKAGE = os.path.dirname(redis.__file__) + os.sep
 _OUR_PACKAGE = os.path.dirname(__file__) + os.sep
