@@ -22,7 +22,13 @@ from .errors import AuthError, InvalidRequest, InvalidToken
 from .settings import Settings
 from .token_cache import VerifiedTokens
 from .user import TokenUser, credentials_for, scopes_of
-from .web import error_answer, query_carries_token, scope_bearer_token, unauthorized_answer
+from .web import (
+    authorization_values,
+    bearer_from_values,
+    error_answer,
+    query_carries_token,
+    unauthorized_answer,
+)
 
 logger = logging.getLogger("starlette_refresh.middleware")
 
@@ -67,7 +73,8 @@ class TokenAuthMiddleware:
         if kind == "http" and self.endpoints.handles(path):
             await self.endpoints(scope, receive, send)
             return
-        principal = self._remembered(scope)
+        authorization = authorization_values(scope)
+        principal = self._remembered(scope, authorization)
         if principal is not None:
             # The per-request path: a dict lookup, the time window and the revocation list.
             scope["user"], scope["auth"] = principal.user, AuthCredentials(principal.scopes)
@@ -75,7 +82,7 @@ class TokenAuthMiddleware:
             return
         excluded = self.settings.is_excluded(path)
         try:
-            claims = self._verified_claims(scope)
+            claims = self._verified_claims(scope, authorization)
         except AuthError as error:
             if not excluded:
                 await self._refuse(scope, receive, send, error)
@@ -90,29 +97,28 @@ class TokenAuthMiddleware:
             return
         await self.app(scope, receive, send)
 
-    def _remembered(self, scope: Scope) -> _Principal | None:
+    def _remembered(self, scope: Scope, authorization: list[bytes]) -> _Principal | None:
         """The principal of an Authorization header verified before, still in its window and not
-        revoked; None sends the request down the full path, which also names any problem."""
-        raw = _only_authorization(scope)
-        if raw is None or (scope.get("query_string") and query_carries_token(scope)):
+        revoked; None sends the request down the full path, which also names any problem (no
+        header, several, a token in the query string)."""
+        if len(authorization) != 1 or (scope.get("query_string") and query_carries_token(scope)):
             return None
-        principal = self._principals.get(raw)
+        principal = self._principals.get(authorization[0])
         if principal is None or self._is_revoked(principal.session_id):
             return None
         return principal
 
-    def _verified_claims(self, scope: Scope) -> Mapping[str, Any] | None:
-        """The claims of the request's bearer token; None without one; AuthError for a bad one."""
+    def _verified_claims(self, scope: Scope, authorization: list[bytes]) -> Mapping[str, Any] | None:
+        """The claims of the request's bearer token; None without one; AuthError for a bad one.
+        A token that verifies is remembered by its raw header."""
         if query_carries_token(scope):
             raise InvalidRequest("tokens in the query string are refused; send Authorization: Bearer")
-        token = scope_bearer_token(scope)
+        token = bearer_from_values(authorization)
         if token is None:
             return None
         claims = self.access.verify(token)
-        raw = _only_authorization(scope)
-        if raw is not None:
-            principal = _Principal(TokenUser(claims), scopes_of(claims), claims["sid"])
-            self._principals.remember(raw, principal, *self.access.validity(claims))
+        principal = _Principal(TokenUser(claims), scopes_of(claims), claims["sid"])
+        self._principals.remember(authorization[0], principal, *self.access.validity(claims))
         return claims
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: AuthError | None) -> None:
@@ -171,14 +177,3 @@ class _Principal:
     user: TokenUser
     scopes: tuple[str, ...]
     session_id: str
-
-
-def _only_authorization(scope: Scope) -> bytes | None:
-    """The raw value of the request's one Authorization header; None when there is none or several."""
-    found: bytes | None = None
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            if found is not None:
-                return None
-            found = value
-    return found

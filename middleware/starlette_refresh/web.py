@@ -93,16 +93,19 @@ def bearer_token(headers: Headers) -> str | None:
     return _bearer(values[0])
 
 
-def scope_bearer_token(scope: Scope) -> str | None:
-    """:func:`bearer_token` read straight from the ASGI scope: the per-request path, which skips
-    building a ``Headers`` that would decode every header of the request."""
-    found: bytes | None = None
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            if found is not None:
-                raise InvalidRequest("more than one Authorization header")
-            found = value
-    return None if found is None else _bearer(found.decode("latin-1"))
+def authorization_values(scope: Scope) -> list[bytes]:
+    """The raw values of the request's Authorization headers, read straight from the ASGI scope."""
+    return [value for name, value in scope["headers"] if name == b"authorization"]
+
+
+def bearer_from_values(values: list[bytes]) -> str | None:
+    """:func:`bearer_token` for the raw values :func:`authorization_values` found: the per-request
+    path, which skips building a ``Headers`` that would decode every header of the request."""
+    if not values:
+        return None
+    if len(values) > 1:
+        raise InvalidRequest("more than one Authorization header")
+    return _bearer(values[0].decode("latin-1"))
 
 
 def _bearer(value: str) -> str | None:

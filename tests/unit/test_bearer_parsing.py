@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from starlette.datastructures import Headers
 
 from starlette_refresh import InvalidRequest
-from starlette_refresh.web import bearer_token, scope_bearer_token
+from starlette_refresh.web import authorization_values, bearer_from_values, bearer_token
 
 VALUES = st.one_of(
     st.sampled_from(
@@ -16,6 +16,13 @@ VALUES = st.one_of(
     ),
     st.text(alphabet=" \tBearBEARbasic.x-_=", max_size=20),
 )
+
+
+def scope_bearer_token(scope: dict[str, object]) -> str | None:
+    """What the middleware does with a request's raw headers."""
+    return bearer_from_values(authorization_values(scope))
+
+
 NAMES = st.sampled_from([b"authorization", b"x-authorization", b"host"])
 
 
