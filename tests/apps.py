@@ -6,6 +6,7 @@ integration tests run as real processes, configured through ``SR_*`` environment
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from typing import Any
@@ -15,7 +16,7 @@ from starlette.authentication import requires
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from starlette_refresh import TokenAuth
 
@@ -23,7 +24,8 @@ SECRET = "test-secret-0123456789-0123456789-0123456789"
 
 
 def build_app(auth: TokenAuth) -> Starlette:
-    """Routes: POST /login, GET /me (protected), GET /public, GET /health, /auth/custom (app's own)."""
+    """Routes: POST /login, GET /me (protected), GET /public, GET /health, /auth/custom (app's own),
+    WebSocket /ws (says who, then closes) and /ws/echo (says who, then echoes)."""
 
     async def login(request: Request) -> Response:
         body: dict[str, Any] = await request.json() if await request.body() else {}
@@ -57,6 +59,13 @@ def build_app(auth: TokenAuth) -> Starlette:
         await websocket.send_json({"sub": websocket.user.identity})
         await websocket.close()
 
+    async def ws_echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_json({"sub": websocket.user.identity})
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                await websocket.send_text(f"echo {await websocket.receive_text()}")
+
     return Starlette(
         routes=[
             Route("/login", login, methods=["POST"]),
@@ -66,14 +75,15 @@ def build_app(auth: TokenAuth) -> Starlette:
             Route("/health", health),
             Route("/auth/custom", custom),
             WebSocketRoute("/ws", ws),
+            WebSocketRoute("/ws/echo", ws_echo),
         ],
         middleware=[auth.middleware()],
     )
 
 
 def auth_from_env() -> TokenAuth:
-    """A TokenAuth configured by ``SR_REDIS_URL``, ``SR_SECRET``, the ``SR_*_TTL`` variables and
-    ``SR_STORE_TIMEOUT``, ``SR_REPLICA_ACKS``, ``SR_REPLICA_ACK_TIMEOUT``."""
+    """A TokenAuth configured by ``SR_REDIS_URL``, ``SR_SECRET``, the ``SR_*_TTL`` variables,
+    ``SR_LEEWAY``, ``SR_STORE_TIMEOUT``, ``SR_REPLICA_ACKS``, ``SR_REPLICA_ACK_TIMEOUT``."""
     env = os.environ
     return TokenAuth(
         secret_key=env.get("SR_SECRET", SECRET),
@@ -81,6 +91,7 @@ def auth_from_env() -> TokenAuth:
         access_ttl=int(env.get("SR_ACCESS_TTL", "900")),
         refresh_ttl=int(env.get("SR_REFRESH_TTL", "3600")),
         refresh_grace=float(env.get("SR_GRACE", "10")),
+        leeway=int(env.get("SR_LEEWAY", "10")),
         store_timeout=float(env.get("SR_STORE_TIMEOUT", "1")),
         replica_acks=int(env.get("SR_REPLICA_ACKS", "0")),
         replica_ack_timeout=float(env.get("SR_REPLICA_ACK_TIMEOUT", "0.5")),

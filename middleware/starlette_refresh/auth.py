@@ -150,6 +150,7 @@ class TokenAuth:
             access=self.access,
             endpoints=self.endpoints,
             clock=self.clock,
+            watch_revocation=self.revocations.watch,
             on_startup=self.startup,
             on_shutdown=self.shutdown,
         )

@@ -20,6 +20,7 @@ from .clock import Clock
 from .endpoints import AuthEndpoints
 from .errors import AuthError, InvalidRequest, InvalidToken
 from .settings import Settings
+from .sockets import WatchRevocation, authorization_from_subprotocols, serve_socket
 from .token_cache import VerifiedTokens
 from .user import TokenUser, credentials_for, scopes_of
 from .web import (
@@ -46,6 +47,7 @@ class TokenAuthMiddleware:
         access: AccessTokenCodec,
         endpoints: AuthEndpoints,
         clock: Clock,
+        watch_revocation: WatchRevocation,
         on_startup: Hook,
         on_shutdown: Hook,
     ) -> None:
@@ -53,6 +55,8 @@ class TokenAuthMiddleware:
         self.settings = settings
         self.access = access
         self.endpoints = endpoints
+        self.clock = clock
+        self.watch_revocation = watch_revocation
         self.on_startup = on_startup
         self.on_shutdown = on_shutdown
         # Authorization headers already verified, by their raw bytes: a repeat skips the parsing too.
@@ -74,28 +78,68 @@ class TokenAuthMiddleware:
             await self.endpoints(scope, receive, send)
             return
         authorization = authorization_values(scope)
+        if kind == "websocket":
+            await self._socket(scope, receive, send, authorization)
+            return
         principal = self._remembered(scope, authorization)
         if principal is not None:
             # The per-request path: a dict lookup, the time window and the revocation list.
             scope["user"], scope["auth"] = principal.user, AuthCredentials(principal.scopes)
             await self.app(scope, receive, send)
             return
-        excluded = self.settings.is_excluded(path)
         try:
-            claims = self._verified_claims(scope, authorization)
+            claims = self._authenticate(scope, authorization)
         except AuthError as error:
-            if not excluded:
-                await self._refuse(scope, receive, send, error)
-                return
-            claims = None  # an excluded path treats a bad token like no token
-        if claims is not None:
-            scope["user"], scope["auth"] = TokenUser(claims), credentials_for(claims)
-        elif excluded:
-            scope["user"], scope["auth"] = UnauthenticatedUser(), AuthCredentials()
-        else:
+            await self._refuse(scope, receive, send, error)
+            return
+        if claims is None and not self.settings.is_excluded(path):
             await self._refuse(scope, receive, send, None)
             return
         await self.app(scope, receive, send)
+
+    async def _socket(self, scope: Scope, receive: Receive, send: Send, authorization: list[bytes]) -> None:
+        """A WebSocket handshake: the same check as a request (the token may also come as a
+        subprotocol), then the app runs until the socket closes or its token ends."""
+        try:
+            authorization = authorization_from_subprotocols(scope, authorization)
+            principal = self._remembered(scope, authorization)
+            if principal is not None:
+                scope["user"], scope["auth"] = principal.user, AuthCredentials(principal.scopes)
+                claims: Mapping[str, Any] | None = principal.user.claims
+            else:
+                claims = self._authenticate(scope, authorization)
+        except AuthError as error:
+            await self._refuse(scope, receive, send, error)
+            return
+        if claims is None and not self.settings.is_excluded(scope["path"]):
+            await self._refuse(scope, receive, send, None)
+            return
+        await serve_socket(
+            self.app,
+            scope,
+            receive,
+            send,
+            session_id=claims["sid"] if claims is not None else None,
+            valid_until=self.access.validity(claims)[1] if claims is not None else 0.0,
+            clock=self.clock,
+            watch_revocation=self.watch_revocation,
+        )
+
+    def _authenticate(self, scope: Scope, authorization: list[bytes]) -> Mapping[str, Any] | None:
+        """Sets the scope's user and credentials from a bearer token: the claims; None without a
+        token (the user is anonymous). A bad token raises AuthError, except on an excluded path,
+        where it counts as no token."""
+        try:
+            claims = self._verified_claims(scope, authorization)
+        except AuthError:
+            if not self.settings.is_excluded(scope["path"]):
+                raise
+            claims = None  # an excluded path treats a bad token like no token
+        if claims is not None:
+            scope["user"], scope["auth"] = TokenUser(claims), credentials_for(claims)
+        else:
+            scope["user"], scope["auth"] = UnauthenticatedUser(), AuthCredentials()
+        return claims
 
     def _remembered(self, scope: Scope, authorization: list[bytes]) -> _Principal | None:
         """The principal of an Authorization header verified before, still in its window and not

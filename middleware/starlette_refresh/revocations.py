@@ -19,7 +19,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from redis import exceptions as redis_errors
@@ -43,6 +43,7 @@ class RevocationList:
         self._clock = clock
         self._until: dict[str, float] = {}  # session id -> until (s)
         self._entries: dict[str, str] = {}  # session id -> entry (keeps the user tag for repairs)
+        self._watchers: dict[str, set[Callable[[], None]]] = {}  # session id -> told when revoked
 
     def __len__(self) -> int:
         return len(self._until)
@@ -52,6 +53,22 @@ class RevocationList:
         until = self._until.get(session_id)
         return until is not None and until > self._clock()
 
+    def watch(self, session_id: str, on_revoked: Callable[[], None]) -> Callable[[], None]:
+        """Calls ``on_revoked()`` once ``session_id`` is revoked (at once if it already is); returns
+        the function that stops watching. Open WebSockets use it to end with their session."""
+        if self.is_revoked(session_id):
+            on_revoked()
+            return _nothing
+        watchers = self._watchers.setdefault(session_id, set())
+        watchers.add(on_revoked)
+
+        def unwatch() -> None:
+            watchers.discard(on_revoked)
+            if not watchers and self._watchers.get(session_id) is watchers:
+                del self._watchers[session_id]
+
+        return unwatch
+
     def add(self, entries: Iterable[str], until: float) -> None:
         """Records revoked sessions (``entry_for`` strings) until ``until`` seconds."""
         for entry in entries:
@@ -59,6 +76,9 @@ class RevocationList:
             if until > self._until.get(session_id, 0.0):
                 self._until[session_id] = until
                 self._entries[session_id] = entry
+            if session_id in self._watchers and self.is_revoked(session_id):
+                for on_revoked in self._watchers.pop(session_id):
+                    on_revoked()
 
     def merge(self, durable: Mapping[str, int]) -> dict[str, float]:
         """Adopts the durable record (entry -> until ms); returns what we know that it lacks."""
@@ -192,3 +212,7 @@ class RevocationFeed:
         if live != self.live:
             self._since = time.time()
         self.live = live
+
+
+def _nothing() -> None:
+    """The unwatch of a session that was revoked before anyone watched it."""

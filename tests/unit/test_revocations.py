@@ -54,6 +54,36 @@ def test_a_later_revocation_extends_an_earlier_one(clock: ManualClock) -> None:
     assert revoked.is_revoked(SID)
 
 
+def test_watchers_hear_of_their_session_once_and_only_theirs(clock: ManualClock) -> None:
+    revoked = RevocationList(clock)
+    heard: list[str] = []
+    revoked.watch(SID, lambda: heard.append("first"))
+    revoked.watch(SID, lambda: heard.append("second"))
+    revoked.watch("B" * 22, lambda: heard.append("other session"))
+    stop = revoked.watch("C" * 22, lambda: heard.append("unwatched"))
+    stop()
+    revoked.add([entry_for(TAG, SID), entry_for(TAG, "C" * 22)], clock() + 60)
+    assert sorted(heard) == ["first", "second"]
+    revoked.add([entry_for(TAG, SID)], clock() + 90)  # a repeat announcement tells no one again
+    assert sorted(heard) == ["first", "second"]
+
+
+def test_watching_an_already_revoked_session_calls_back_at_once(clock: ManualClock) -> None:
+    revoked = RevocationList(clock)
+    revoked.add([entry_for(TAG, SID)], clock() + 60)
+    heard: list[str] = []
+    revoked.watch(SID, lambda: heard.append("revoked"))
+    assert heard == ["revoked"]
+
+
+def test_an_expired_announcement_wakes_no_watcher(clock: ManualClock) -> None:
+    revoked = RevocationList(clock)
+    heard: list[str] = []
+    revoked.watch(SID, lambda: heard.append("revoked"))
+    revoked.merge({entry_for(TAG, SID): int((clock() - 1) * 1000)})  # already over: nothing to stop
+    assert heard == []
+
+
 @pytest.mark.parametrize(
     "data",
     [b"not json", b"[]", b'{"revoked": "x", "until": 1}', b'{"revoked": [], "until": "soon"}', b"{}"],

@@ -1,0 +1,281 @@
+"""WebSockets through the real middleware (TestClient, fakeredis, a manual clock): the token offered
+as a subprotocol, and open sockets closed with 4401 when their token expires or their session ends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.testclient import TestClient, WebSocketDenialResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from starlette_refresh import ManualClock, TokenAuth
+from starlette_refresh.sockets import CLOSE_TOKEN_ENDED, SOCKET_PROTOCOL, TOKEN_PROTOCOL_PREFIX
+
+ACCESS_TTL = 300
+LEEWAY = 10
+
+
+class SocketLog:
+    """What the app's socket endpoints saw, for the assertions."""
+
+    def __init__(self) -> None:
+        self.handshakes: list[dict[str, Any]] = []
+        self.send_failures: list[int] = []
+
+
+def socket_app(auth: TokenAuth, log: SocketLog) -> Starlette:
+    """``/ws`` accepts (choosing ``chat`` when offered), reports what it saw, then echoes; a send
+    refused after the middleware closed the socket is recorded. ``/public-ws`` needs no token."""
+
+    async def login(request: Request) -> Response:
+        body = await request.json()
+        return await auth.login(request, subject=body.get("subject", "42"))
+
+    async def echo(websocket: WebSocket) -> None:
+        offered = list(websocket.scope.get("subprotocols", []))
+        log.handshakes.append(
+            {
+                "user": websocket.user.identity if websocket.user.is_authenticated else None,
+                "subprotocols": offered,
+                "protocol_header": websocket.headers.get("sec-websocket-protocol"),
+            }
+        )
+        await websocket.accept(subprotocol="chat" if "chat" in offered else None)
+        await websocket.send_json({"user": log.handshakes[-1]["user"]})
+        try:
+            while True:
+                text = await websocket.receive_text()
+                try:
+                    await websocket.send_text(f"echo {text}")
+                except WebSocketDisconnect as gone:
+                    log.send_failures.append(gone.code)
+                    return
+        except WebSocketDisconnect:
+            return
+
+    async def sessions(request: Request) -> Response:
+        return JSONResponse({"sid": request.user.session_id})
+
+    return Starlette(
+        routes=[
+            Route("/login", login, methods=["POST"]),
+            Route("/whoami", sessions),
+            WebSocketRoute("/ws", echo),
+            WebSocketRoute("/public-ws", echo),
+        ],
+        middleware=[auth.middleware()],
+    )
+
+
+@pytest.fixture
+def log() -> SocketLog:
+    return SocketLog()
+
+
+@pytest.fixture
+def client(make_auth: Any, log: SocketLog) -> Iterator[TestClient]:
+    auth = make_auth(access_ttl=ACCESS_TTL, leeway=LEEWAY, exclude=["/login", "/public-ws"])
+    with TestClient(socket_app(auth, log), base_url="https://testserver") as test_client:
+        yield test_client
+
+
+def log_in(client: TestClient, subject: str = "42") -> str:
+    client.cookies.clear()
+    answer = client.post("/login", json={"subject": subject})
+    assert answer.status_code == 200
+    return str(answer.json()["access_token"])
+
+
+def token_protocols(token: str, *app_protocols: str) -> list[str]:
+    return [*app_protocols, SOCKET_PROTOCOL, TOKEN_PROTOCOL_PREFIX + token]
+
+
+def receive_within(ws: Any, seconds: float = 5.0) -> Any:
+    """``ws.receive()`` that fails after ``seconds`` instead of hanging when nothing comes (the
+    TestClient session has no timeout of its own; this reads the same stream it reads)."""
+
+    async def receive() -> Any:
+        with anyio.fail_after(seconds):
+            return await ws._send_rx.receive()
+
+    return ws.portal.call(receive)
+
+
+def expect_closed(ws: Any, reason: str) -> None:
+    message = receive_within(ws)
+    assert message == {"type": "websocket.close", "code": CLOSE_TOKEN_ENDED, "reason": reason}
+
+
+# --- the token as a subprotocol ----------------------------------------------------------------
+
+
+def test_a_token_offered_as_a_subprotocol_authenticates_and_the_app_never_sees_it(
+    client: TestClient, log: SocketLog
+) -> None:
+    token = log_in(client)
+    with client.websocket_connect("/ws", subprotocols=token_protocols(token)) as ws:
+        assert ws.receive_json() == {"user": "42"}
+        # The browser requires the server to pick one of the offered protocols: the marker.
+        assert ws.accepted_subprotocol == SOCKET_PROTOCOL
+    assert log.handshakes == [
+        {"user": "42", "subprotocols": [SOCKET_PROTOCOL], "protocol_header": SOCKET_PROTOCOL}
+    ]
+
+
+def test_the_apps_own_subprotocol_choice_wins(client: TestClient, log: SocketLog) -> None:
+    token = log_in(client)
+    with client.websocket_connect("/ws", subprotocols=token_protocols(token, "chat")) as ws:
+        assert ws.receive_json() == {"user": "42"}
+        assert ws.accepted_subprotocol == "chat"
+    assert log.handshakes[0]["subprotocols"] == ["chat", SOCKET_PROTOCOL]
+    assert token not in str(log.handshakes)
+
+
+@pytest.mark.parametrize(
+    ("protocols", "headers", "description"),
+    [
+        (
+            lambda t: [TOKEN_PROTOCOL_PREFIX + t],
+            {},
+            f'offer the "{SOCKET_PROTOCOL}" subprotocol next to the token',
+        ),
+        (
+            lambda t: [SOCKET_PROTOCOL, TOKEN_PROTOCOL_PREFIX + t, TOKEN_PROTOCOL_PREFIX + t + "x"],
+            {},
+            "send one access token per handshake, not several",
+        ),
+        (
+            lambda t: [SOCKET_PROTOCOL, TOKEN_PROTOCOL_PREFIX + t],
+            "bearer",
+            "send the access token either in Authorization or as a subprotocol, not both",
+        ),
+    ],
+    ids=["without-marker", "two-tokens", "header-and-subprotocol"],
+)
+def test_ambiguous_subprotocol_tokens_are_refused_with_400(
+    client: TestClient, log: SocketLog, protocols: Any, headers: Any, description: str
+) -> None:
+    token = log_in(client)
+    extra = {"Authorization": f"Bearer {token}"} if headers == "bearer" else {}
+    with (
+        pytest.raises(WebSocketDenialResponse) as denied,
+        client.websocket_connect("/ws", subprotocols=protocols(token), headers=extra),
+    ):
+        pass  # pragma: no cover
+    assert denied.value.status_code == 400
+    assert denied.value.json() == {"error": "invalid_request", "error_description": description}
+    assert log.handshakes == []
+
+
+def test_a_bad_token_as_a_subprotocol_is_denied_like_a_bad_header(client: TestClient, log: SocketLog) -> None:
+    with (
+        pytest.raises(WebSocketDenialResponse) as denied,
+        client.websocket_connect("/ws", subprotocols=token_protocols("not-a-token")),
+    ):
+        pass  # pragma: no cover
+    assert denied.value.status_code == 401
+    assert denied.value.json() == {"error": "invalid_token", "error_description": "malformed token"}
+    assert log.handshakes == []
+
+
+def test_a_public_socket_selects_the_marker_without_a_token(client: TestClient, log: SocketLog) -> None:
+    with client.websocket_connect("/public-ws", subprotocols=[SOCKET_PROTOCOL]) as ws:
+        assert ws.receive_json() == {"user": None}
+        assert ws.accepted_subprotocol == SOCKET_PROTOCOL
+
+
+# --- open sockets end with their token -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["header", "subprotocol"])
+def test_an_open_socket_closes_with_4401_when_its_token_expires(
+    client: TestClient, clock: ManualClock, log: SocketLog, transport: str
+) -> None:
+    token = log_in(client)
+    options: dict[str, Any] = (
+        {"headers": {"Authorization": f"Bearer {token}"}}
+        if transport == "header"
+        else {"subprotocols": token_protocols(token)}
+    )
+    with client.websocket_connect("/ws", **options) as ws:
+        assert ws.receive_json() == {"user": "42"}
+        clock.advance(ACCESS_TTL + LEEWAY - 1)  # still inside the leeway: the socket lives on
+        ws.send_text("still there?")
+        assert ws.receive_text() == "echo still there?"
+        clock.advance(1)
+        expect_closed(ws, "token expired")
+        ws.send_text("too late")  # the app's answer is refused: its send raises
+    assert log.send_failures == [1006]
+
+
+def test_a_remembered_token_gets_the_same_deadline(client: TestClient, clock: ManualClock) -> None:
+    token = log_in(client)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/whoami", headers=headers).status_code == 200  # the header is now remembered
+    clock.advance(ACCESS_TTL)
+    with client.websocket_connect("/ws", headers=headers) as ws:
+        assert ws.receive_json() == {"user": "42"}
+        clock.advance(LEEWAY)
+        expect_closed(ws, "token expired")
+
+
+def test_logout_closes_that_sessions_sockets_and_no_other(client: TestClient) -> None:
+    first, second = log_in(client), log_in(client)
+    with (
+        client.websocket_connect("/ws", subprotocols=token_protocols(first)) as doomed,
+        client.websocket_connect("/ws", subprotocols=token_protocols(second)) as other,
+    ):
+        assert doomed.receive_json() == other.receive_json() == {"user": "42"}
+        client.cookies.clear()
+        assert client.post("/auth/logout", headers={"Authorization": f"Bearer {first}"}).status_code == 204
+        expect_closed(doomed, "session revoked")
+        other.send_text("hello")
+        assert other.receive_text() == "echo hello"
+
+
+def test_logout_all_closes_every_socket_of_the_user(client: TestClient) -> None:
+    tokens = [log_in(client), log_in(client)]
+    bystander = log_in(client, subject="7")
+    with (
+        client.websocket_connect("/ws", subprotocols=token_protocols(tokens[0])) as a,
+        client.websocket_connect("/ws", subprotocols=token_protocols(tokens[1])) as b,
+        client.websocket_connect("/ws", subprotocols=token_protocols(bystander)) as c,
+    ):
+        assert [ws.receive_json()["user"] for ws in (a, b, c)] == ["42", "42", "7"]
+        client.cookies.clear()
+        answer = client.post("/auth/logout-all", headers={"Authorization": f"Bearer {tokens[1]}"})
+        assert answer.status_code == 204
+        expect_closed(a, "session revoked")
+        expect_closed(b, "session revoked")
+        c.send_text("hello")
+        assert c.receive_text() == "echo hello"
+
+
+def test_a_revoked_session_cannot_open_a_socket(client: TestClient) -> None:
+    token = log_in(client)
+    client.cookies.clear()
+    assert client.post("/auth/logout", headers={"Authorization": f"Bearer {token}"}).status_code == 204
+    with (
+        pytest.raises(WebSocketDenialResponse) as denied,
+        client.websocket_connect("/ws", subprotocols=token_protocols(token)),
+    ):
+        pass  # pragma: no cover
+    assert denied.value.status_code == 401
+    assert denied.value.json()["error"] == "invalid_token"
+
+
+def test_a_socket_the_client_closed_is_not_closed_again(client: TestClient, clock: ManualClock) -> None:
+    token = log_in(client)
+    with client.websocket_connect("/ws", subprotocols=token_protocols(token)) as ws:
+        assert ws.receive_json() == {"user": "42"}
+    # The app has returned; the expiry must find nothing to close (and raise nothing).
+    clock.advance(ACCESS_TTL + LEEWAY + 1)
+    with client.websocket_connect("/ws", subprotocols=token_protocols(log_in(client))) as ws:
+        assert ws.receive_json() == {"user": "42"}
