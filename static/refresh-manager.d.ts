@@ -214,7 +214,8 @@ export type RefreshManagerOptions = {
     log?: (level: LogLevel, message: string) => void;
 };
 /**
- * `refreshed`; expiresIn in s, expiresAt in ms
+ * `refreshed`; expiresIn in s, expiresAt in ms.
+ *   source "login": setSession() in this tab or another one (maybe another user); "other-tab": a refresh there
  */
 export type RefreshedDetail = {
     accessToken: string;

@@ -60,7 +60,8 @@
 /**
  * Event details (every event is a CustomEvent):
  * @typedef {{accessToken: string, expiresIn: number, expiresAt: number,
- *   source: "network" | "other-tab" | "login"}} RefreshedDetail  `refreshed`; expiresIn in s, expiresAt in ms
+ *   source: "network" | "other-tab" | "login"}} RefreshedDetail  `refreshed`; expiresIn in s, expiresAt in ms.
+ *   source "login": setSession() in this tab or another one (maybe another user); "other-tab": a refresh there
  * @typedef {{expiresInMs: number}} ExpiringDetail  `expiring`: the proactive timer fired
  * @typedef {{reason: LogoutReason}} LoggedOutDetail  `logged-out`
  * @typedef {{error: RefreshError, retryInMs: number}} ErrorDetail  `error`: a retryable failure
@@ -658,7 +659,7 @@ export class RefreshManager extends EventTarget {
     this.#setState("logged-in");
     this.#schedule();
     this.#log("info", login ? "Another tab logged in" : "Another tab refreshed the token");
-    this.#emit("refreshed", { accessToken, expiresIn, expiresAt, source: "other-tab" });
+    this.#emit("refreshed", { accessToken, expiresIn, expiresAt, source: login ? "login" : "other-tab" });
   }
 
   // --- plumbing ---------------------------------------------------------------------------------

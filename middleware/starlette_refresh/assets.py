@@ -1,6 +1,7 @@
-"""The browser refresh manager, served by the app that issues the tokens.
+"""The browser modules, served by the app that issues the tokens.
 
-The wheel ships ``refresh-manager.js`` and its TypeScript declarations inside the package
+The wheel ships the refresh manager (``refresh-manager.js``), the WebSocket module built on it
+(``refresh-socket.js``) and their TypeScript declarations inside the package
 (``starlette_refresh/static/``). In a development checkout installed in editable mode they are found
 in the repository's ``static/`` folder instead. :class:`ManagerFiles` serves those files and nothing
 else, so the demo's assets and the tests next to them never become public.
@@ -21,17 +22,19 @@ from .errors import ConfigurationError
 MANAGER_FILES = {
     "refresh-manager.js": "text/javascript; charset=utf-8",
     "refresh-manager.d.ts": "application/typescript; charset=utf-8",
+    "refresh-socket.js": "text/javascript; charset=utf-8",
+    "refresh-socket.d.ts": "application/typescript; charset=utf-8",
 }
 
 
 def manager_directory() -> Path:
-    """The folder holding the refresh manager's files; ConfigurationError when they are missing."""
+    """The folder holding the browser modules' files; ConfigurationError when any is missing."""
     package = Path(__file__).resolve().parent
     for folder in (package / "static", package.parents[1] / "static"):
         if all((folder / name).is_file() for name in MANAGER_FILES):
             return folder
     raise ConfigurationError(
-        "the refresh manager's files (refresh-manager.js, refresh-manager.d.ts) are missing from this "
+        f"the browser modules' files ({', '.join(MANAGER_FILES)}) are missing from this "
         f"installation of starlette-refresh ({package}); reinstall the package"
     )
 

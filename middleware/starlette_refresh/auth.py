@@ -156,8 +156,8 @@ class TokenAuth:
         )
 
     def static_files(self) -> ManagerFiles:
-        """An ASGI app serving the browser refresh manager (``refresh-manager.js``) and its TypeScript
-        declarations (``refresh-manager.d.ts``), and nothing else::
+        """An ASGI app serving the browser refresh manager (``refresh-manager.js``), its WebSocket
+        module (``refresh-socket.js``) and their TypeScript declarations (``.d.ts``), and nothing else::
 
             Mount("/static/sr", auth.static_files())   # list "/static/sr" in exclude
         """

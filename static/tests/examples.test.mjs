@@ -5,6 +5,8 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 
 import { useRefreshManager } from "../examples/axios-interceptors.js";
+import { openLiveFeed } from "../examples/live-socket.js";
+import { fakeWebSockets, makeWorld, settle } from "./fakes.mjs";
 
 const here = new URL("../", import.meta.url);
 
@@ -85,4 +87,42 @@ test("a 401 without an invalid_token challenge, or a logged-out manager, is pass
   useRefreshManager(other, loggedOut);
   await assert.rejects(other.request({ url: "/x", headers: {} }));
   assert.equal(loggedOut.refreshes, 1);
+});
+
+test("the README shows the live socket example exactly as it is tested", async () => {
+  const readme = await readFile(new URL("README.md", here), "utf8");
+  const example = await readFile(new URL("examples/live-socket.js", here), "utf8");
+  assert.ok(readme.includes(example.trim()), "static/README.md must show examples/live-socket.js verbatim");
+});
+
+test("the live feed reconnects after 4401 with the refreshed token and resumes after the last update", async (t) => {
+  const world = makeWorld();
+  const tab = world.openTab();
+  await tab.manager.start();
+  const { WebSocket, sockets } = fakeWebSockets();
+  const updates = [];
+  const info = t.mock.method(console, "info", () => {});
+  const feed = openLiveFeed(tab.manager, (update) => updates.push(update), {
+    WebSocket, baseUrl: "https://app.example/", now: world.clock.now, setTimeout: world.clock.setTimeout,
+    clearTimeout: world.clock.clearTimeout, events: null, log: () => {},
+  });
+  await settle();
+  assert.equal(sockets[0].url, "wss://app.example/ws/feed");
+  assert.deepEqual(sockets[0].protocols.slice(0, 2), ["feed.v1", "starlette-refresh"]);
+  sockets[0].accept("feed.v1");
+  assert.deepEqual(JSON.parse(sockets[0].sent[0]), { type: "resume", after: null });
+  sockets[0].receive(JSON.stringify({ id: 7, text: "hello" }));
+  assert.deepEqual(updates, [{ id: 7, text: "hello" }]);
+
+  await world.clock.advance(810_000); // the manager refreshes before the token ends
+  sockets[0].drop(4401, "token expired"); // the server ends the socket of the old token
+  await settle();
+  assert.equal(world.server.refreshCalls.length, 2, "the reconnect needed no refresh of its own");
+  assert.equal(sockets[1].token, tab.manager.accessToken);
+  sockets[1].accept("feed.v1");
+  assert.deepEqual(JSON.parse(sockets[1].sent[0]), { type: "resume", after: 7 });
+
+  await tab.manager.logout();
+  assert.equal(feed.state, "closed");
+  assert.deepEqual(info.mock.calls.at(-1).arguments, ["Live feed closed for good (1000 logged out)"]);
 });

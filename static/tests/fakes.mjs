@@ -372,3 +372,55 @@ export function makeWorld({ lifetime = 900, skewMs = 0, locks = true, bus = true
   };
   return world;
 }
+
+/**
+ * WebSocket stand-in for refresh-socket.js: a class whose instances are recorded in `sockets`, in
+ * order. The test plays the server with accept(), receive() and drop(). Like a browser's, send()
+ * throws while connecting and discards data once closing; close() throws for a code browsers refuse.
+ */
+export function fakeWebSockets() {
+  const sockets = [];
+  class FakeWebSocket extends EventTarget {
+    readyState = 0;
+    protocol = "";
+    sent = [];
+    closedWith = null;
+    constructor(url, protocols) {
+      super();
+      this.url = url;
+      this.protocols = protocols;
+      sockets.push(this);
+    }
+    /** The access token this socket offered. */
+    get token() {
+      const prefix = "starlette-refresh.bearer.";
+      return this.protocols.find((entry) => entry.startsWith(prefix))?.slice(prefix.length) ?? null;
+    }
+    send(data) {
+      if (this.readyState === 0) throw new DOMException("still connecting", "InvalidStateError");
+      if (this.readyState === 1) this.sent.push(data);
+    }
+    close(code, reason) {
+      if (code !== undefined && code !== 1000 && (code < 3000 || code > 4999)) {
+        throw new DOMException(`close code ${code} refused`, "InvalidAccessError");
+      }
+      this.closedWith = { code, reason };
+      this.readyState = 2;
+    }
+    /** The server accepts the handshake, selecting `protocol`. */
+    accept(protocol = "starlette-refresh") {
+      this.readyState = 1;
+      this.protocol = protocol;
+      this.dispatchEvent(new Event("open"));
+    }
+    receive(data) {
+      this.dispatchEvent(new MessageEvent("message", { data }));
+    }
+    /** The connection ends: a refused handshake (1006 before any open) or a close by the server. */
+    drop(code = 1006, reason = "") {
+      this.readyState = 3;
+      this.dispatchEvent(Object.assign(new Event("close"), { code, reason, wasClean: code !== 1006 }));
+    }
+  }
+  return { WebSocket: FakeWebSocket, sockets };
+}

@@ -1,5 +1,5 @@
-// The published shape of the module: package.json points at files that exist, and the TypeScript
-// declarations (generated from the JSDoc with `npm run types`) declare exactly what the module exports.
+// The published shape of the modules: package.json points at files that exist, and the TypeScript
+// declarations (generated from the JSDoc with `npm run types`) declare exactly what each module exports.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -7,34 +7,48 @@ import { readFile } from "node:fs/promises";
 
 const here = new URL("../", import.meta.url);
 
-test("package.json exports the module and its declarations", async () => {
+/** Each module, its package export and the options type its constructor reads. */
+const MODULES = [
+  { name: "refresh-manager", entry: ".", options: "RefreshManagerOptions" },
+  { name: "refresh-socket", entry: "./socket", options: "RefreshingWebSocketOptions" },
+];
+
+test("package.json exports the modules and their declarations", async () => {
   const manifest = JSON.parse(await readFile(new URL("package.json", here), "utf8"));
   assert.equal(manifest.type, "module");
-  assert.equal(manifest.exports["."].default, "./refresh-manager.js");
-  assert.equal(manifest.exports["."].types, "./refresh-manager.d.ts");
+  for (const { name, entry } of MODULES) {
+    assert.equal(manifest.exports[entry].default, `./${name}.js`);
+    assert.equal(manifest.exports[entry].types, `./${name}.d.ts`);
+    assert.ok(manifest.files.includes(`${name}.js`) && manifest.files.includes(`${name}.d.ts`), name);
+  }
+  assert.match(manifest.scripts.types, /tsc refresh-manager\.js .*&& tsc refresh-socket\.js /);
   for (const file of manifest.files) {
     await readFile(new URL(file, here)); // throws if a published file is missing
   }
 });
 
-test("the declarations declare exactly the module's exports", async () => {
-  const module = await import(new URL("refresh-manager.js", here).href);
-  const declarations = await readFile(new URL("refresh-manager.d.ts", here), "utf8");
-  const declared = [...declarations.matchAll(/^export (?:declare )?(?:function|class|const) (\w+)/gm)].map(
-    (match) => match[1],
-  );
-  assert.deepEqual(declared.sort(), Object.keys(module).sort());
-});
+for (const { name, options } of MODULES) {
+  test(`${name}.d.ts declares exactly the module's exports`, async () => {
+    const module = await import(new URL(`${name}.js`, here).href);
+    const declarations = await readFile(new URL(`${name}.d.ts`, here), "utf8");
+    const declared = [...declarations.matchAll(/^export (?:declare )?(?:function|class|const) (\w+)/gm)].map(
+      (match) => match[1],
+    );
+    assert.deepEqual(declared.sort(), Object.keys(module).sort());
+  });
 
-test("every option the constructor reads is declared", async () => {
-  const source = await readFile(new URL("refresh-manager.js", here), "utf8");
-  const declarations = await readFile(new URL("refresh-manager.d.ts", here), "utf8");
-  const block = declarations.slice(declarations.indexOf("export type RefreshManagerOptions"));
-  const start = source.indexOf("function resolveOptions(");
-  const resolver = source.slice(start, source.indexOf("\n}\n", start));
-  const read = new Set([...resolver.matchAll(/\bo\.(\w+)/g)].map((match) => match[1]));
-  assert.ok(read.size > 5, `found only ${read.size} options in the source`);
-  for (const name of read) {
-    assert.match(block, new RegExp(`\\b${name}\\?:`), `option ${name} is not declared`);
-  }
-});
+  test(`every option the ${name} constructor reads is declared in ${options}`, async () => {
+    const source = await readFile(new URL(`${name}.js`, here), "utf8");
+    const declarations = await readFile(new URL(`${name}.d.ts`, here), "utf8");
+    const start = declarations.indexOf(`export type ${options} = {`);
+    assert.ok(start >= 0, `${options} is not declared`);
+    const block = declarations.slice(start, declarations.indexOf("\n};\n", start));
+    const begin = source.indexOf("function resolveOptions(");
+    const resolver = source.slice(begin, source.indexOf("\n}\n", begin));
+    const read = new Set([...resolver.matchAll(/\bo\.(\w+)/g)].map((match) => match[1]));
+    assert.ok(read.size > 5, `found only ${read.size} options in the source`);
+    for (const option of read) {
+      assert.match(block, new RegExp(`\\b${option}\\?:`), `option ${option} is not declared`);
+    }
+  });
+}

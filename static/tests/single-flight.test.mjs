@@ -82,6 +82,18 @@ describe("single flight across tabs", () => {
     assert.equal(b.manager.state, "logged-in");
   });
 
+  it("a login in another tab arrives as source \"login\" (maybe another user), a refresh as \"other-tab\"", async () => {
+    const { world, a, b } = await twoTabs();
+    await a.manager.refresh();
+    await settle();
+    b.manager.setSession({ access_token: "b-login", expires_in: 900 });
+    await settle();
+    assert.deepEqual(a.of("refreshed").slice(-2).map(({ source }) => source), ["network", "login"]);
+    assert.deepEqual(b.of("refreshed").slice(-2).map(({ source }) => source), ["other-tab", "login"]);
+    assert.equal(a.manager.accessToken, "b-login");
+    assert.equal(world.server.refreshCalls.length, 3);
+  });
+
   it("two tabs whose timers fire together make one network refresh", async () => {
     const { world, a, b } = await twoTabs();
     const gate = slowRefresh(world);

@@ -3,7 +3,7 @@
 Builds both with ``python -m build`` (an isolated build with hatchling from the package index), then
 installs the wheel and its dependencies into a new virtual environment that cannot see this checkout.
 There it imports the package, checks ``py.typed``, and drives ``auth.static_files()`` as a raw ASGI
-app. The refresh manager it serves must be the byte-for-byte copy of ``static/refresh-manager.js``.
+app. The browser modules it serves must be byte-for-byte copies of the files in ``static/``.
 """
 
 from __future__ import annotations
@@ -68,11 +68,19 @@ print(json.dumps({
     "without_fastapi": missing_extra("starlette_refresh.fastapi"),
     "file": starlette_refresh.__file__,
     "py_typed": package.joinpath("py.typed").is_file(),
-    "js": asyncio.run(get("/refresh-manager.js")),
-    "dts": asyncio.run(get("/refresh-manager.d.ts")),
+    "served": {name: asyncio.run(get("/" + name)) for name in sys.argv[1:]},
     "other": asyncio.run(get("/package.json"))[0],
 }))
 """
+
+
+#: The browser files the wheel ships and static_files() serves, with their media types.
+BROWSER_FILES = {
+    "refresh-manager.js": "text/javascript; charset=utf-8",
+    "refresh-manager.d.ts": "application/typescript; charset=utf-8",
+    "refresh-socket.js": "text/javascript; charset=utf-8",
+    "refresh-socket.d.ts": "application/typescript; charset=utf-8",
+}
 
 
 def sha256(path: Path) -> str:
@@ -97,13 +105,15 @@ def test_the_wheel_carries_the_package_its_types_and_the_browser_module(dist: Pa
     (wheel,) = dist.glob("*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-        shipped_js = archive.read("starlette_refresh/static/refresh-manager.js")
-        shipped_dts = archive.read("starlette_refresh/static/refresh-manager.d.ts")
+        shipped = {name: archive.read(f"starlette_refresh/static/{name}") for name in BROWSER_FILES}
 
     assert "starlette_refresh/py.typed" in names
     assert "starlette_refresh/__init__.py" in names
-    assert shipped_js == (REPO_ROOT / "static/refresh-manager.js").read_bytes()
-    assert shipped_dts == (REPO_ROOT / "static/refresh-manager.d.ts").read_bytes()
+    for name, content in shipped.items():
+        assert content == (REPO_ROOT / "static" / name).read_bytes(), name
+    assert {name for name in names if "/static/" in name} == {
+        f"starlette_refresh/static/{name}" for name in BROWSER_FILES
+    }
     assert not any(name.startswith(("tests/", "demo_app/", "bench/")) for name in names)
 
 
@@ -118,6 +128,8 @@ def test_the_sdist_carries_the_sources_the_module_and_its_npm_manifest(dist: Pat
         "middleware/starlette_refresh/py.typed",
         "static/refresh-manager.js",
         "static/refresh-manager.d.ts",
+        "static/refresh-socket.js",
+        "static/refresh-socket.d.ts",
         "static/package.json",
         "static/README.md",
     ):
@@ -131,20 +143,14 @@ def test_the_installed_wheel_imports_and_serves_the_refresh_manager(dist: Path, 
     python = venv / "bin" / "python"
     run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)], tmp_path)
 
-    report = json.loads(run([str(python), "-c", SERVE_IN_FRESH_VENV], tmp_path, timeout=60))
+    report = json.loads(run([str(python), "-c", SERVE_IN_FRESH_VENV, *BROWSER_FILES], tmp_path, timeout=60))
 
     assert report["file"].startswith(str(venv)), report["file"]  # the wheel, not this checkout
     assert report["py_typed"] is True
-    assert report["js"] == [
-        200,
-        "text/javascript; charset=utf-8",
-        sha256(REPO_ROOT / "static/refresh-manager.js"),
-    ]
-    assert report["dts"] == [
-        200,
-        "application/typescript; charset=utf-8",
-        sha256(REPO_ROOT / "static/refresh-manager.d.ts"),
-    ]
+    assert report["served"] == {
+        name: [200, media_type, sha256(REPO_ROOT / "static" / name)]
+        for name, media_type in BROWSER_FILES.items()
+    }
     assert report["other"] == 404
     # The optional extras are not installed there: importing them says which extra to install.
     assert 'pip install "starlette-refresh[prometheus]"' in report["without_prometheus"]

@@ -1,4 +1,5 @@
-"""auth.static_files(): the refresh manager and its declarations, with their media types, and nothing else."""
+"""auth.static_files(): the refresh manager, the socket module and their declarations, with their media types,
+and nothing else."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
-from starlette_refresh import TokenAuth
+from starlette_refresh import ConfigurationError, TokenAuth, assets
 from tests.support.processes import REPO_ROOT
 
 STATIC = REPO_ROOT / "static"
@@ -28,9 +29,11 @@ def client(auth: TokenAuth) -> Iterator[TestClient]:
     [
         ("refresh-manager.js", "text/javascript; charset=utf-8"),
         ("refresh-manager.d.ts", "application/typescript; charset=utf-8"),
+        ("refresh-socket.js", "text/javascript; charset=utf-8"),
+        ("refresh-socket.d.ts", "application/typescript; charset=utf-8"),
     ],
 )
-def test_serves_the_module_and_its_declarations(client: TestClient, name: str, media_type: str) -> None:
+def test_serves_the_modules_and_their_declarations(client: TestClient, name: str, media_type: str) -> None:
     answer = client.get(f"/static/sr/{name}")
 
     assert answer.status_code == 200
@@ -48,6 +51,8 @@ def test_serves_the_module_and_its_declarations(client: TestClient, name: str, m
         "README.md",
         "tests/fakes.mjs",
         "demo/dashboard.js",
+        "examples/live-socket.js",
+        "tests/socket.test.mjs",
         "../refresh-manager.js",
         "%2e%2e/pyproject.toml",
         "",
@@ -59,3 +64,17 @@ def test_serves_nothing_else(client: TestClient, path: str) -> None:
 
 def test_the_files_it_serves_are_the_ones_in_static(auth: TokenAuth) -> None:
     assert Path(auth.static_files().directory or "").resolve() == STATIC.resolve()
+
+
+def test_a_missing_file_names_every_file_the_package_needs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "refresh-manager.js").write_text("// only one of them")
+    monkeypatch.setattr(assets, "__file__", str(tmp_path / "lib" / "starlette_refresh" / "assets.py"))
+
+    with pytest.raises(ConfigurationError) as refused:
+        assets.manager_directory()
+
+    for name in ("refresh-manager.js", "refresh-manager.d.ts", "refresh-socket.js", "refresh-socket.d.ts"):
+        assert name in str(refused.value)
