@@ -7,7 +7,9 @@ settings from the environment (see :mod:`demo_app.settings`) and needs ``REDIS_U
 Which paths need an access token:
 
 * ``/auth/*``: answered by the library (``/auth/login`` is the demo's own and is excluded);
-* ``/api/*`` and every other path: protected, 401 without a valid bearer token;
+* ``/api/*`` and every other path: protected, 401 without a valid bearer token; this includes the
+  WebSocket ``/api/live``, whose browser client offers the token as a subprotocol and which the
+  middleware closes (4401) when that token expires or its session is revoked;
 * exactly ``/`` (the login page, ``"/$"``), ``/app``, ``/static/*``, ``/healthz``, ``/favicon.ico``:
   public (``exclude``).
 """
@@ -24,9 +26,10 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from starlette_refresh import StoreUnavailable, TokenAuth, TokenUser
 
@@ -42,6 +45,8 @@ STATIC_DIR = PACKAGE_DIR.parent / "static"
 #: Paths that need no access token: "/$" is the root page alone, the others are segment-wise prefixes.
 PUBLIC_PATHS = ("/$", "/app", "/static", "/healthz", "/auth/login", "/favicon.ico")
 HEALTH_TIMEOUT = 1.0
+#: How often /api/live sends a tick when the page says nothing.
+LIVE_TICK_SECONDS = 1.0
 MAX_LOGIN_BODY = 16_384
 
 #: Pages load scripts and styles from this origin only; nothing inline, nothing from a CDN.
@@ -74,6 +79,7 @@ def create_app(settings: DemoSettings | None = None) -> Starlette:
         refresh_ttl=settings.refresh_ttl,
         absolute_ttl=settings.absolute_ttl,
         refresh_grace=settings.refresh_grace,
+        leeway=settings.leeway,
         exclude=list(PUBLIC_PATHS),
         cookie_secure=settings.cookie_secure,
     )
@@ -103,6 +109,9 @@ def create_app(settings: DemoSettings | None = None) -> Starlette:
             headers=NO_STORE,
         )
 
+    async def live(websocket: WebSocket) -> None:
+        await serve_live_updates(websocket)
+
     async def healthz(request: Request) -> Response:
         try:
             await asyncio.wait_for(auth.store.ping(), timeout=HEALTH_TIMEOUT)
@@ -122,6 +131,7 @@ def create_app(settings: DemoSettings | None = None) -> Starlette:
             Route("/app", dashboard_page, name="dashboard"),
             Route("/auth/login", login, methods=["POST"], name="login"),
             Route("/api/me", me, name="me"),
+            WebSocketRoute("/api/live", live, name="live"),
             Route("/healthz", healthz, name="healthz"),
             Route("/favicon.ico", favicon),
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
@@ -131,6 +141,39 @@ def create_app(settings: DemoSettings | None = None) -> Starlette:
     app.state.auth = auth
     app.state.settings = settings
     return app
+
+
+async def serve_live_updates(websocket: WebSocket) -> None:
+    """``/api/live``: says who the socket belongs to and until when its token is valid, then sends
+    a numbered tick every :data:`LIVE_TICK_SECONDS` and echoes what the page sends.
+
+    The app does nothing about token expiry: the middleware closes the socket (4401) when the
+    token's validity ends or its session is revoked, and the page's socket reconnects.
+    """
+    user: TokenUser = websocket.user
+    await websocket.accept()
+    claims = user.claims
+    await websocket.send_json(
+        {"type": "hello", "email": claims.get("email"), "sid": user.session_id, "exp": claims["exp"]}
+    )
+
+    async def tick_forever() -> None:
+        ticks = 0
+        while True:
+            await asyncio.sleep(LIVE_TICK_SECONDS)
+            ticks += 1
+            await websocket.send_json({"type": "tick", "n": ticks})
+
+    ticker = asyncio.create_task(tick_forever())
+    try:
+        while True:
+            text = await websocket.receive_text()
+            await websocket.send_json({"type": "echo", "text": text[:200]})
+    except WebSocketDisconnect as gone:
+        logger.info("live socket of session %s ended (code %s)", user.session_id, gone.code)
+    finally:
+        ticker.cancel()
+        await asyncio.gather(ticker, return_exceptions=True)
 
 
 async def _json_body(request: Request) -> tuple[bool, Any]:

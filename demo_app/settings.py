@@ -53,6 +53,8 @@ class DemoSettings:
     access_ttl: int = 900
     refresh_ttl: int = 604_800
     refresh_grace: float = 10.0
+    #: Clock skew tolerated on token times; an open WebSocket lives until its token's exp + leeway.
+    leeway: int = 10
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path(".demo-data")
@@ -102,6 +104,11 @@ def load_settings(environ: Mapping[str, str] | None = None, *, cwd: Path | None 
             f"REFRESH_GRACE_SECONDS ({_get(env, 'REFRESH_GRACE_SECONDS')}) must be shorter than "
             f"REFRESH_TOKEN_TTL ({refresh_ttl}s)"
         )
+    leeway = _whole_number(env, "LEEWAY_SECONDS", 10, unit="seconds", minimum=0)
+    if leeway > 300:
+        raise SettingsError(
+            f"LEEWAY_SECONDS must be at most 300, got {leeway}; fix the servers' clocks instead"
+        )
     host = _get(env, "HOST") or "127.0.0.1"
     if any(c.isspace() for c in host) or "/" in host:
         raise SettingsError(f"HOST must be a host name or IP address to listen on, got {host!r}")
@@ -124,6 +131,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, cwd: Path | None 
         access_ttl=access_ttl,
         refresh_ttl=refresh_ttl,
         refresh_grace=refresh_grace,
+        leeway=leeway,
         host=host,
         port=port,
         data_dir=data_dir,

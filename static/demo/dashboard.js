@@ -5,6 +5,7 @@
 // and attaches it to API calls. This file only shows what the manager does.
 
 import { RefreshManager } from "../refresh-manager.js";
+import { RefreshingWebSocket } from "../refresh-socket.js";
 
 const MAX_LOG_LINES = 500;
 
@@ -31,6 +32,11 @@ const ui = {
   meSid: $role("me-sid"),
   sessionsEmpty: $role("sessions-empty"),
   clearLog: $role("clear-log"),
+  liveState: $("live-state"),
+  liveConnections: $("live-connections"),
+  liveTicks: $("live-ticks"),
+  liveTokenExp: $("live-token-exp"),
+  liveLastClose: $("live-last-close"),
 };
 
 let loggedIn = false;
@@ -66,7 +72,10 @@ function appendToLogPanel(level, message) {
 // The manager.
 
 const manager = new RefreshManager({ log: (level, message) => appendToLogPanel(level, message) });
-window.demo = { manager, reloadSessions: () => loadSessions() };
+/** @type {RefreshingWebSocket | null} */
+let live = null;
+let liveTicks = 0;
+window.demo = { manager, reloadSessions: () => loadSessions(), live: () => live };
 
 // ---------------------------------------------------------------------------------------------------
 // Page state.
@@ -93,6 +102,7 @@ function setStatus(isLoggedIn) {
 }
 
 function setLoggedOut() {
+  closeLiveSocket();
   setStatus(false);
   ui.userEmail.textContent = "";
   ui.meEmail.textContent = "—";
@@ -211,6 +221,51 @@ async function logoutEverywhere() {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Live updates: one socket per logged-in tab, kept authenticated by RefreshingWebSocket.
+
+function openLiveSocket() {
+  if (live) return;
+  live = new RefreshingWebSocket(manager, "/api/live", {
+    log: (level, message) => appendToLogPanel(level, `socket: ${message}`),
+  });
+  const socket = live;
+  const show = () => {
+    ui.liveState.textContent = socket.state;
+    ui.liveState.dataset.state = socket.state;
+    ui.liveConnections.textContent = String(socket.connections);
+  };
+  socket.addEventListener("state", show);
+  socket.addEventListener("open", show);
+  socket.addEventListener("message", (event) => {
+    let message;
+    try {
+      message = JSON.parse(event.detail.data);
+    } catch {
+      return;
+    }
+    if (message.type === "tick") ui.liveTicks.textContent = String(++liveTicks);
+    if (message.type === "hello" && typeof message.exp === "number") {
+      const date = new Date(message.exp * 1000);
+      ui.liveTokenExp.dateTime = date.toISOString();
+      ui.liveTokenExp.textContent = date.toLocaleTimeString([], { hour12: false });
+    }
+  });
+  socket.addEventListener("close", (event) => {
+    const { code, reason } = event.detail;
+    ui.liveLastClose.textContent = `${code}${reason ? ` ${reason}` : ""}`;
+    ui.liveLastClose.dataset.code = String(code);
+    if (event.detail.reconnectInMs === null && live === socket) live = null; // closed for good
+    show();
+  });
+  show();
+}
+
+function closeLiveSocket() {
+  live?.close(1000, "logged out");
+  live = null;
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Sessions list. Built with textContent only: user agents come from other clients.
 
 const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
@@ -306,6 +361,7 @@ manager.addEventListener("refreshed", (event) => {
   tick();
   if (!started) return; // start() loads the page's data itself
   if (!loggedIn) setStatus(true); // another tab handed us a session
+  openLiveSocket();
   loadMe(); // proves the API still answers with the new token
   loadSessions();
 });
@@ -340,6 +396,7 @@ try {
   showRefreshStats();
   if (isLoggedIn) {
     setStatus(true);
+    openLiveSocket();
     await Promise.all([loadMe(), loadSessions()]);
   } else {
     setLoggedOut();

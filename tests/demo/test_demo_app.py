@@ -20,8 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx2
+import jwt
 import pytest
-from starlette.testclient import TestClient
+from starlette.testclient import TestClient, WebSocketDenialResponse
 
 from demo_app.app import create_app
 from demo_app.embedded_redis import NOT_FOUND_MESSAGE, EmbeddedRedis, EmbeddedRedisError
@@ -33,6 +34,7 @@ from demo_app.settings import (
     load_or_create_secret,
     load_settings,
 )
+from starlette_refresh.sockets import SOCKET_PROTOCOL, TOKEN_PROTOCOL_PREFIX
 from tests.support.processes import REPO_ROOT, RedisServer, free_port
 
 SECRET = "demo-test-secret-0123456789-0123456789-0123456789"
@@ -45,6 +47,7 @@ DEMO_VARIABLES = (
     "ACCESS_TOKEN_TTL",
     "REFRESH_TOKEN_TTL",
     "REFRESH_GRACE_SECONDS",
+    "LEEWAY_SECONDS",
     "HOST",
     "PORT",
     "DEMO_DATA_DIR",
@@ -130,6 +133,23 @@ def test_everything_else_needs_an_access_token(client: TestClient) -> None:
         assert response.status_code == 401, path
         assert response.headers["www-authenticate"].startswith("Bearer")
     assert client.post("/").status_code == 405  # the public page app answers only GET /
+
+
+def test_the_live_socket_needs_a_token_then_says_hello_ticks_and_echoes(client: TestClient) -> None:
+    with pytest.raises(WebSocketDenialResponse) as denied, client.websocket_connect("/api/live"):
+        pass  # pragma: no cover
+    assert denied.value.status_code == 401
+    token = login(client)
+    protocols = [SOCKET_PROTOCOL, TOKEN_PROTOCOL_PREFIX + token]
+    with client.websocket_connect("/api/live", subprotocols=protocols) as ws:
+        assert ws.accepted_subprotocol == SOCKET_PROTOCOL
+        hello = ws.receive_json()
+        claims = jwt.decode(token, options={"verify_signature": False})
+        assert hello == {"type": "hello", "email": DEMO_EMAIL, "sid": claims["sid"], "exp": claims["exp"]}
+        ws.send_text("ping")
+        answers = [ws.receive_json() for _ in range(2)]  # a tick may come first
+        assert {"type": "echo", "text": "ping"} in answers
+        assert any(answer["type"] == "tick" for answer in [*answers, ws.receive_json()])
 
 
 def test_login_then_api_me_answers_from_the_token(client: TestClient) -> None:
@@ -261,6 +281,7 @@ def test_settings_from_the_environment(tmp_path: Path) -> None:
         "ACCESS_TOKEN_TTL": "60",
         "REFRESH_TOKEN_TTL": "5184000",
         "REFRESH_GRACE_SECONDS": "2.5",
+        "LEEWAY_SECONDS": "0",
         "HOST": "0.0.0.0",
         "PORT": "9000",
         "REDIS_PORT": "7777",
@@ -273,6 +294,7 @@ def test_settings_from_the_environment(tmp_path: Path) -> None:
     assert settings.jwt_secret == SECRET
     assert (settings.access_ttl, settings.refresh_ttl, settings.refresh_grace) == (60, 5_184_000, 2.5)
     assert settings.absolute_ttl == 5_184_000  # raised to the idle lifetime
+    assert settings.leeway == 0
     assert (settings.host, settings.port, settings.redis_port) == ("0.0.0.0", 9000, 7777)
     assert settings.public_url == "http://127.0.0.1:9000/"
     assert settings.web_concurrency == 4
