@@ -13,6 +13,8 @@ claimed block cannot silently disappear.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import re
 import shlex
@@ -20,9 +22,12 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
+import fakeredis
 import pytest
 from packaging.requirements import Requirement
 
@@ -269,6 +274,22 @@ def backticked(cell: str) -> list[str]:
     return re.findall(r"`([^`]+)`", cell)
 
 
+@contextlib.contextmanager
+def example_module(name: str, monkeypatch: pytest.MonkeyPatch, secret: str) -> Iterator[ModuleType]:
+    """``examples/<name>.py`` imported afresh with ``JWT_SECRET`` and ``REDIS_URL`` set, as a reader
+    would run it, with its store swapped for fakeredis (the URL is never connected)."""
+    monkeypatch.setenv("JWT_SECRET", secret)
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    qualified = f"examples.{name}"
+    sys.modules.pop(qualified, None)
+    module = importlib.import_module(qualified)
+    module.auth.store._client = fakeredis.aioredis.FakeRedis(server=fakeredis.FakeServer())
+    try:
+        yield module
+    finally:
+        sys.modules.pop(qualified, None)
+
+
 __all__ = [
     "CLAIMS",
     "REPO_ROOT",
@@ -279,6 +300,7 @@ __all__ = [
     "claim_example",
     "doc_text",
     "documents",
+    "example_module",
     "fenced_blocks",
     "markdown_table",
     "node_value",

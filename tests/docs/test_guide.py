@@ -3,14 +3,11 @@ its install lines name real extras, and its sequence diagram names real endpoint
 
 from __future__ import annotations
 
-import importlib
 import re
-import sys
 import tomllib
 from collections.abc import Iterator
 from types import ModuleType
 
-import fakeredis
 import pytest
 from starlette.routing import Match
 from starlette.testclient import TestClient
@@ -20,6 +17,7 @@ from tests.docs.blocks import (
     REPO_ROOT,
     claim,
     claim_example,
+    example_module,
     node_value,
     pip_install,
     python_blocks,
@@ -45,13 +43,8 @@ def test_every_python_block_in_the_guide_is_the_tested_example() -> None:
 @pytest.fixture
 def example(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """The example module, imported with its environment; its Redis swapped for fakeredis."""
-    monkeypatch.setenv("JWT_SECRET", "guide-example-secret-0123456789-0123456789")
-    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")  # never connected: replaced below
-    sys.modules.pop("examples.existing_app", None)
-    module = importlib.import_module("examples.existing_app")
-    module.auth.store._client = fakeredis.aioredis.FakeRedis(server=fakeredis.FakeServer())
-    yield module
-    sys.modules.pop("examples.existing_app", None)
+    with example_module("existing_app", monkeypatch, "guide-example-secret-0123456789-0123456789") as module:
+        yield module
 
 
 def test_the_example_app_does_what_the_guide_says(example: ModuleType) -> None:

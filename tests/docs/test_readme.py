@@ -13,7 +13,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import fakeredis
@@ -32,6 +34,7 @@ from tests.docs.blocks import (
     backticked,
     claim,
     claim_example,
+    example_module,
     markdown_table,
     replace_ellipsis,
     run_python,
@@ -379,18 +382,13 @@ def test_settings_table_observer_default_is_a_null_observer() -> None:
 
 
 @pytest.fixture
-def live_socket_example(monkeypatch: pytest.MonkeyPatch) -> Any:
+def live_socket_example(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """examples/live_socket.py (the README's block), imported with its environment, on fakeredis."""
-    monkeypatch.setenv("JWT_SECRET", SECRET)
-    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # never connected: replaced below
-    sys.modules.pop("examples.live_socket", None)
-    module = importlib.import_module("examples.live_socket")
-    module.auth.store._client = fakeredis.aioredis.FakeRedis(server=fakeredis.FakeServer())
-    yield module
-    sys.modules.pop("examples.live_socket", None)
+    with example_module("live_socket", monkeypatch, SECRET) as module:
+        yield module
 
 
-def test_the_live_socket_example_resumes_for_a_logged_in_user_only(live_socket_example: Any) -> None:
+def test_the_live_socket_example_resumes_for_a_logged_in_user_only(live_socket_example: ModuleType) -> None:
     auth = live_socket_example.auth
     with TestClient(live_socket_example.app, base_url="https://testserver") as client:
         with pytest.raises(WebSocketDenialResponse) as refused, client.websocket_connect("/ws/feed"):
