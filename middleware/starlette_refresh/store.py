@@ -164,6 +164,24 @@ def _is_cluster(redis: Any) -> bool:
     return hasattr(redis, "get_node_from_key")
 
 
+def _pubsub_for(client: Any) -> tuple[Any, Any]:
+    """A PubSub on ``client``, and the pool made for it (None when the client's own pool serves).
+
+    On Cluster a classic PUBLISH reaches every node over the cluster bus, so a subscription to any
+    one node hears every revocation. It gets its own one-connection pool to a random node, with the
+    cluster's credentials and TLS settings: redis-py's async RedisCluster has no pubsub() before
+    8.0. When that node fails, the feed reconnects and draws a node again.
+    """
+    if not _is_cluster(client):
+        return client.pubsub(), None
+    from redis.asyncio.client import PubSub
+    from redis.asyncio.connection import ConnectionPool
+
+    node = client.get_random_node()
+    pool = ConnectionPool(connection_class=node.connection_class, max_connections=1, **node.connection_kwargs)
+    return PubSub(connection_pool=pool), pool
+
+
 class RedisStore:
     """Sessions in Redis: pass a redis-py asyncio client (``Redis`` or ``RedisCluster``) or a URL.
 
@@ -391,7 +409,7 @@ class RedisStore:
     @asynccontextmanager
     async def subscription(self) -> AsyncIterator[Any]:
         """A pub/sub connection subscribed to the revocations channel (closed on exit)."""
-        pubsub = self.redis.pubsub()
+        pubsub, own_pool = _pubsub_for(self.redis)
         try:
             async with self._guard("subscribe"):
                 await pubsub.subscribe(self.revocations_channel)
@@ -399,6 +417,9 @@ class RedisStore:
         finally:
             with contextlib.suppress(Exception):  # the connection may already be dead
                 await pubsub.aclose()
+            if own_pool is not None:
+                with contextlib.suppress(Exception):
+                    await own_pool.disconnect()
 
     async def list_sessions(self, user_tag: str, subject: str, now_ms: int) -> list[StoredSession]:
         """The user's live sessions, oldest first."""
