@@ -1,4 +1,5 @@
-"""A FastAPI app on starlette-refresh: typed users, scopes, OpenAPI, and Starlette's ``requires``.
+"""A FastAPI app on starlette-refresh: typed users, scopes (on HTTP and WebSocket routes), OpenAPI,
+and Starlette's ``requires``.
 
 Run it against a Redis you have (the demo's ``scripts/demo`` starts one for you)::
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Request, Response, WebSocket
 from pydantic import BaseModel
 from starlette.authentication import requires
 from starlette.responses import JSONResponse
@@ -65,6 +66,16 @@ def create_app(auth: TokenAuth) -> FastAPI:
     @app.post("/notes", status_code=201)
     async def add_note(user: Annotated[TokenUser, Depends(require_scopes("notes:write"))]) -> dict[str, str]:
         return {"added_by": user.identity}
+
+    @app.websocket("/ws/drafts")
+    async def drafts(
+        websocket: WebSocket, user: Annotated[TokenUser, Depends(require_scopes("notes:write"))]
+    ) -> None:
+        # The same dependencies as on HTTP routes. The middleware has verified the token (a browser's
+        # refresh-socket.js offers it as a subprotocol) and closes the socket (4401) when it ends.
+        await websocket.accept()
+        async for text in websocket.iter_text():
+            await websocket.send_json({"draft": text, "by": user.identity})
 
     @app.get("/welcome")
     async def welcome(user: OptionalUser) -> dict[str, str]:

@@ -23,8 +23,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any
 
 try:
-    from fastapi import FastAPI, HTTPException, Request, Security
+    from fastapi import FastAPI, HTTPException, Request, Security, WebSocketException
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+    from starlette.requests import HTTPConnection
 except ImportError as exc:
     raise ImportError(
         'starlette_refresh.fastapi needs FastAPI: pip install "starlette-refresh[fastapi]"'
@@ -45,38 +46,57 @@ __all__ = [
     "require_scopes",
 ]
 
-#: The OpenAPI security scheme every dependency below declares (``HTTPBearer`` in the schema).
 _BEARER_DESCRIPTION = "A short-lived access token from a login or POST /auth/refresh."
-bearer_scheme = HTTPBearer(auto_error=False, description=_BEARER_DESCRIPTION)
+
+
+class _BearerScheme(HTTPBearer):
+    """``HTTPBearer`` that also resolves on WebSocket routes, where FastAPI has no ``Request``."""
+
+    async def __call__(self, connection: HTTPConnection) -> HTTPAuthorizationCredentials | None:
+        if isinstance(connection, Request):
+            return await super().__call__(connection)
+        # A WebSocket: a browser offered its token as a subprotocol, which the middleware verified
+        # and took out of the scope; there are no credentials to hand over here.
+        return None
+
+
+#: The OpenAPI security scheme every dependency below declares (``HTTPBearer`` in the schema).
+bearer_scheme = _BearerScheme(scheme_name="HTTPBearer", auto_error=False, description=_BEARER_DESCRIPTION)
 
 # Declaring the scheme is what puts it in OpenAPI; the middleware has already checked the token.
 BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)]
 
 
-def _user_of(request: Request) -> TokenUser | None:
-    if "user" not in request.scope:
+def _user_of(connection: HTTPConnection) -> TokenUser | None:
+    if "user" not in connection.scope:
         raise RuntimeError(
             "starlette-refresh's middleware is not installed on this app: add "
             "middleware=[auth.middleware()] (or app.add_middleware(...)) before using its dependencies"
         )
-    user = request.scope["user"]
+    user = connection.scope["user"]
     return user if isinstance(user, TokenUser) else None
 
 
-async def optional_user(request: Request, _: BearerCredentials) -> TokenUser | None:
+def _refusal(connection: HTTPConnection, status: int, body: dict[str, str], challenge: str) -> Exception:
+    """The HTTP error for a request; for a WebSocket, a close with 1008 (policy violation), which
+    the refresh socket does not retry."""
+    if connection.scope["type"] == "websocket":
+        return WebSocketException(code=1008, reason=body["error_description"])
+    return HTTPException(status_code=status, detail=body, headers={"WWW-Authenticate": challenge})
+
+
+async def optional_user(connection: HTTPConnection, _: BearerCredentials) -> TokenUser | None:
     """The authenticated user, or None on a path listed in ``exclude`` that was called without a token."""
-    return _user_of(request)
+    return _user_of(connection)
 
 
-async def current_user(request: Request, _: BearerCredentials) -> TokenUser:
-    """The authenticated user; 401 with the middleware's challenge when there is none (an excluded path)."""
-    user = _user_of(request)
+async def current_user(connection: HTTPConnection, _: BearerCredentials) -> TokenUser:
+    """The authenticated user; 401 with the middleware's challenge when there is none (an excluded
+    path). Works on HTTP and WebSocket routes alike (a WebSocket is closed with 1008 instead)."""
+    user = _user_of(connection)
     if user is None:
-        raise HTTPException(
-            status_code=401,
-            detail={"error": "invalid_token", "error_description": "an access token is required"},
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        body = {"error": "invalid_token", "error_description": "an access token is required"}
+        raise _refusal(connection, 401, body, "Bearer")
     return user
 
 
@@ -98,24 +118,19 @@ CurrentClaims = Annotated[Mapping[str, Any], Security(current_claims)]
 def require_scopes(*scopes: str) -> Callable[..., Awaitable[TokenUser]]:
     """A dependency that needs every one of ``scopes`` in the token (``scope`` or ``scp`` claims).
 
-    Missing scopes answer 403 ``insufficient_scope`` with the RFC 6750 challenge naming them.
+    Missing scopes answer 403 ``insufficient_scope`` with the RFC 6750 challenge naming them (on a
+    WebSocket route: a close with 1008 and the same description).
     """
     if not scopes or not all(isinstance(s, str) and s and " " not in s for s in scopes):
         raise ValueError(f"require_scopes needs one or more scope names without spaces, got {scopes!r}")
     needed = " ".join(scopes)
 
-    async def scoped_user(request: Request, user: CurrentUser) -> TokenUser:
-        granted = set(request.auth.scopes)
+    async def scoped_user(connection: HTTPConnection, user: CurrentUser) -> TokenUser:
+        granted = set(connection.auth.scopes)
         missing = [s for s in scopes if s not in granted]
         if missing:
-            raise HTTPException(
-                status_code=403,
-                detail={
-                    "error": "insufficient_scope",
-                    "error_description": f"needs scope {' '.join(missing)}",
-                },
-                headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{needed}"'},
-            )
+            body = {"error": "insufficient_scope", "error_description": f"needs scope {' '.join(missing)}"}
+            raise _refusal(connection, 403, body, f'Bearer error="insufficient_scope", scope="{needed}"')
         return user
 
     scoped_user.__name__ = f"require_scopes_{'_'.join(scopes)}"

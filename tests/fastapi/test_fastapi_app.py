@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from examples.fastapi_app import create_app
 from starlette_refresh import TokenAuth
 from starlette_refresh.fastapi import CurrentUser, require_scopes
+from starlette_refresh.sockets import SOCKET_PROTOCOL, TOKEN_PROTOCOL_PREFIX
 
 
 @pytest.fixture
@@ -62,6 +64,30 @@ def test_scopes_are_required_per_route(notes: TestClient) -> None:
         "error_description": "needs scope notes:write",
     }
     assert refused.headers["www-authenticate"] == 'Bearer error="insufficient_scope", scope="notes:write"'
+
+
+def socket_protocols(bearer: dict[str, str]) -> list[str]:
+    """What a browser's refresh-socket.js offers for the token in ``bearer``."""
+    token = bearer["Authorization"].removeprefix("Bearer ")
+    return [SOCKET_PROTOCOL, TOKEN_PROTOCOL_PREFIX + token]
+
+
+def test_dependencies_work_on_websocket_routes(notes: TestClient) -> None:
+    ana = login(notes, "ana@example.com", "correct horse")
+    with notes.websocket_connect("/ws/drafts", subprotocols=socket_protocols(ana)) as ws:
+        assert ws.accepted_subprotocol == SOCKET_PROTOCOL
+        ws.send_text("buy oats")
+        assert ws.receive_json() == {"draft": "buy oats", "by": "ana@example.com"}
+
+
+def test_a_missing_scope_closes_the_websocket_with_1008(notes: TestClient) -> None:
+    bob = login(notes, "bob@example.com", "battery")
+    with (
+        pytest.raises(WebSocketDisconnect) as closed,
+        notes.websocket_connect("/ws/drafts", subprotocols=socket_protocols(bob)),
+    ):
+        pass  # pragma: no cover
+    assert (closed.value.code, closed.value.reason) == (1008, "needs scope notes:write")
 
 
 def test_optional_user_on_an_excluded_path(notes: TestClient) -> None:
