@@ -9,7 +9,8 @@ token fails: a token seen for the first time, one outside its window (expired, o
 the clock went back), or one evicted to keep the size bound.
 
 Only tokens that verified are stored, so garbage sent by a client never displaces real entries. The
-key is the whole token string, so a hit needs the same bytes, signature included.
+key is whatever carried the whole token (the middleware uses the raw ``Authorization`` header), so a
+hit needs the same bytes, signature included.
 """
 
 from __future__ import annotations

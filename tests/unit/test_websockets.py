@@ -3,6 +3,8 @@ as a subprotocol, and open sockets closed with 4401 when their token expires or 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,10 +15,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient, WebSocketDenialResponse
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from starlette_refresh import ManualClock, TokenAuth
-from starlette_refresh.sockets import CLOSE_TOKEN_ENDED, SOCKET_PROTOCOL, TOKEN_PROTOCOL_PREFIX
+from starlette_refresh.sockets import CLOSE_TOKEN_ENDED, SOCKET_PROTOCOL, TOKEN_PROTOCOL_PREFIX, serve_socket
 
 ACCESS_TTL = 300
 LEEWAY = 10
@@ -271,11 +274,47 @@ def test_a_revoked_session_cannot_open_a_socket(client: TestClient) -> None:
     assert denied.value.json()["error"] == "invalid_token"
 
 
-def test_a_socket_the_client_closed_is_not_closed_again(client: TestClient, clock: ManualClock) -> None:
-    token = log_in(client)
-    with client.websocket_connect("/ws", subprotocols=token_protocols(token)) as ws:
-        assert ws.receive_json() == {"user": "42"}
-    # The app has returned; the expiry must find nothing to close (and raise nothing).
-    clock.advance(ACCESS_TTL + LEEWAY + 1)
-    with client.websocket_connect("/ws", subprotocols=token_protocols(log_in(client))) as ws:
-        assert ws.receive_json() == {"user": "42"}
+def run_token_socket(clock: ManualClock, *, client_leaves: bool) -> list[str]:
+    """Drives serve_socket straight through ASGI: the app accepts, reads one message (a disconnect
+    when ``client_leaves``, else nothing comes), then the clock passes the token's deadline while the
+    app is still running. Returns the types of the messages sent to the server."""
+    sent: list[str] = []
+    deadline = clock() + 10
+
+    async def receive() -> Message:
+        if client_leaves:
+            return {"type": "websocket.disconnect", "code": 1001}
+        await asyncio.sleep(3600)  # the client says nothing
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def send(message: Message) -> None:
+        sent.append(message["type"])
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "websocket.accept"})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(receive(), timeout=0.05)
+        clock.advance(11)  # past the deadline, with the app still running
+        for _ in range(5):
+            await asyncio.sleep(0)  # let the expiry task run
+
+    scope = {"type": "websocket", "path": "/ws", "subprotocols": []}
+    asyncio.run(
+        serve_socket(
+            app,
+            scope,
+            receive,
+            send,
+            session_id="s" * 22,
+            valid_until=deadline,
+            clock=clock,
+            watch_revocation=lambda session_id, on_revoked: lambda: None,
+        )
+    )
+    return sent
+
+
+def test_a_socket_the_client_already_left_is_not_closed_at_its_deadline(clock: ManualClock) -> None:
+    assert run_token_socket(clock, client_leaves=True) == ["websocket.accept"]
+    # The same run with the client still there: the deadline closes it, so the check above can fail.
+    assert run_token_socket(clock, client_leaves=False) == ["websocket.accept", "websocket.close"]
