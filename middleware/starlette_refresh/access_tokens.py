@@ -84,14 +84,9 @@ class AccessTokenCodec:
         :mod:`starlette_refresh.token_cache`).
         """
         claims = self._verify_fully(token)
-        if self.is_revoked(claims["sid"]):
+        if self._is_revoked(claims["sid"]):
             raise InvalidToken("token revoked")
         return claims
-
-    @property
-    def is_revoked(self) -> Callable[[str], bool]:
-        """``is_revoked(session_id)``: True while the session is revoked (in memory; no Redis)."""
-        return self._is_revoked
 
     def validity(self, claims: Mapping[str, Any]) -> tuple[float, float]:
         """The window in which verified ``claims`` stay valid: ``(valid_from, valid_until)``, leeway

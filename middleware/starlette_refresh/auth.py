@@ -150,7 +150,7 @@ class TokenAuth:
             access=self.access,
             endpoints=self.endpoints,
             clock=self.clock,
-            watch_revocation=self.revocations.watch,
+            revocations=self.revocations,
             on_startup=self.startup,
             on_shutdown=self.shutdown,
         )

@@ -19,8 +19,9 @@ from .access_tokens import AccessTokenCodec
 from .clock import Clock
 from .endpoints import AuthEndpoints
 from .errors import AuthError, InvalidRequest, InvalidToken
+from .revocations import RevocationList
 from .settings import Settings
-from .sockets import WatchRevocation, authorization_from_subprotocols, serve_socket
+from .sockets import authorization_from_subprotocols, serve_socket
 from .token_cache import VerifiedTokens
 from .user import TokenUser, credentials_for, scopes_of
 from .web import (
@@ -47,7 +48,7 @@ class TokenAuthMiddleware:
         access: AccessTokenCodec,
         endpoints: AuthEndpoints,
         clock: Clock,
-        watch_revocation: WatchRevocation,
+        revocations: RevocationList,
         on_startup: Hook,
         on_shutdown: Hook,
     ) -> None:
@@ -56,14 +57,14 @@ class TokenAuthMiddleware:
         self.access = access
         self.endpoints = endpoints
         self.clock = clock
-        self.watch_revocation = watch_revocation
+        self.revocations = revocations
         self.on_startup = on_startup
         self.on_shutdown = on_shutdown
         # Authorization headers already verified, by their raw bytes: a repeat skips the parsing too.
         self._principals: VerifiedTokens[bytes, _Principal] = VerifiedTokens(
             settings.access_cache_size, clock
         )
-        self._is_revoked = access.is_revoked
+        self._is_revoked = revocations.is_revoked
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -122,7 +123,7 @@ class TokenAuthMiddleware:
             session_id=claims["sid"] if claims is not None else None,
             valid_until=self.access.validity(claims)[1] if claims is not None else 0.0,
             clock=self.clock,
-            watch_revocation=self.watch_revocation,
+            watch_revocation=self.revocations.watch,
         )
 
     def _authenticate(self, scope: Scope, authorization: list[bytes]) -> Mapping[str, Any] | None:
