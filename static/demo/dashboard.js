@@ -102,7 +102,6 @@ function setStatus(isLoggedIn) {
 }
 
 function setLoggedOut() {
-  closeLiveSocket();
   setStatus(false);
   ui.userEmail.textContent = "";
   ui.meEmail.textContent = "—";
@@ -223,6 +222,8 @@ async function logoutEverywhere() {
 // ---------------------------------------------------------------------------------------------------
 // Live updates: one socket per logged-in tab, kept authenticated by RefreshingWebSocket.
 
+// The socket closes itself for good when the manager logs out; its final `close` clears `live`, so a
+// later login (in this tab or another) opens a new one.
 function openLiveSocket() {
   if (live) return;
   live = new RefreshingWebSocket(manager, "/api/live", {
@@ -258,11 +259,6 @@ function openLiveSocket() {
     show();
   });
   show();
-}
-
-function closeLiveSocket() {
-  live?.close(1000, "logged out");
-  live = null;
 }
 
 // ---------------------------------------------------------------------------------------------------

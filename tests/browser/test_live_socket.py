@@ -79,6 +79,7 @@ def test_log_out_everywhere_closes_the_live_socket_in_every_other_browser(
         first.get_by_test_id("logout-all").click()
 
         expect(first.get_by_test_id("status")).to_have_text("logged-out")
+        expect(first.get_by_test_id("live-state")).to_have_text("closed")  # its own logout ends it too
         expect(second.get_by_test_id("status")).to_have_text("logged-out")
         expect(second.get_by_test_id("live-state")).to_have_text("closed")
         closes: list[dict[str, Any]] = second.evaluate("window.closes")
