@@ -21,7 +21,7 @@ from .endpoints import AuthEndpoints
 from .errors import AuthError, InvalidRequest, InvalidToken
 from .revocations import RevocationList
 from .settings import Settings
-from .sockets import authorization_from_subprotocols, serve_socket
+from .sockets import authorization_from_subprotocols, serve_anonymous_socket, serve_token_socket
 from .token_cache import VerifiedTokens
 from .user import TokenUser, credentials_for, scopes_of
 from .web import (
@@ -112,16 +112,19 @@ class TokenAuthMiddleware:
         except AuthError as error:
             await self._refuse(scope, receive, send, error)
             return
-        if claims is None and not self.settings.is_excluded(scope["path"]):
-            await self._refuse(scope, receive, send, None)
+        if claims is None:
+            if self.settings.is_excluded(scope["path"]):
+                await serve_anonymous_socket(self.app, scope, receive, send)
+            else:
+                await self._refuse(scope, receive, send, None)
             return
-        await serve_socket(
+        await serve_token_socket(
             self.app,
             scope,
             receive,
             send,
-            session_id=claims["sid"] if claims is not None else None,
-            valid_until=self.access.validity(claims)[1] if claims is not None else 0.0,
+            session_id=claims["sid"],
+            valid_until=self.access.validity(claims)[1],
             clock=self.clock,
             watch_revocation=self.revocations.watch,
         )

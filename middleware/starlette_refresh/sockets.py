@@ -64,22 +64,24 @@ def authorization_from_subprotocols(scope: Scope, authorization: list[bytes]) ->
     return [b"Bearer " + tokens[0].encode("latin-1")]
 
 
-async def serve_socket(
+async def serve_anonymous_socket(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Runs the app for a WebSocket on an excluded path opened without a token."""
+    await app(scope, receive, _selecting_marker(scope, send))
+
+
+async def serve_token_socket(
     app: ASGIApp,
     scope: Scope,
     receive: Receive,
     send: Send,
     *,
-    session_id: str | None = None,
-    valid_until: float = 0.0,
+    session_id: str,
+    valid_until: float,
     clock: Clock,
     watch_revocation: WatchRevocation,
 ) -> None:
-    """Runs the app for one WebSocket: selects the marker subprotocol on accept and, for a socket
-    opened with a token (``session_id``), closes it with 4401 at ``valid_until`` or on revocation."""
-    if session_id is None:
-        await app(scope, receive, _selecting_marker(scope, send))
-        return
+    """Runs the app for a WebSocket opened with a token, and closes the socket with 4401 at
+    ``valid_until`` (on ``clock``) or when ``session_id`` is revoked."""
     socket = _TokenSocket(scope, _selecting_marker(scope, send), session_id)
     await socket.serve(app, receive, valid_until, clock, watch_revocation)
 

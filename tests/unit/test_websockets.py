@@ -19,7 +19,12 @@ from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from starlette_refresh import ManualClock, TokenAuth
-from starlette_refresh.sockets import CLOSE_TOKEN_ENDED, SOCKET_PROTOCOL, TOKEN_PROTOCOL_PREFIX, serve_socket
+from starlette_refresh.sockets import (
+    CLOSE_TOKEN_ENDED,
+    SOCKET_PROTOCOL,
+    TOKEN_PROTOCOL_PREFIX,
+    serve_token_socket,
+)
 
 ACCESS_TTL = 300
 LEEWAY = 10
@@ -275,7 +280,7 @@ def test_a_revoked_session_cannot_open_a_socket(client: TestClient) -> None:
 
 
 def run_token_socket(clock: ManualClock, *, client_leaves: bool) -> list[str]:
-    """Drives serve_socket straight through ASGI: the app accepts, reads one message (a disconnect
+    """Drives serve_token_socket straight through ASGI: the app accepts, reads one message (a disconnect
     when ``client_leaves``, else nothing comes), then the clock passes the token's deadline while the
     app is still running. Returns the types of the messages sent to the server."""
     sent: list[str] = []
@@ -300,7 +305,7 @@ def run_token_socket(clock: ManualClock, *, client_leaves: bool) -> list[str]:
 
     scope = {"type": "websocket", "path": "/ws", "subprotocols": []}
     asyncio.run(
-        serve_socket(
+        serve_token_socket(
             app,
             scope,
             receive,
