@@ -102,5 +102,10 @@ def auth_from_env() -> TokenAuth:
 
 def app_from_env() -> Starlette:
     """uvicorn factory: ``uvicorn tests.apps:app_from_env --factory``; logs at INFO to stderr."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # With the time, so a fault test's failure can be lined up with its load driver's events.
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     return build_app(auth_from_env())
