@@ -294,8 +294,8 @@ class RedisStore:
             absolute_expires_at_ms,
             max_sessions,
         ]
-        async with self._guard("create"):
-            created = await self._scripts["create"](self.redis, keys, args, **self._durably())
+        async with self._guard("create") as bound:
+            created = await self._scripts["create"](self.redis, keys, args, **self._durably(bound))
             evicted = [_text(x) for x in created]
             if evicted:
                 # Already dead (gone from the index); delete their records to free the memory now.
@@ -321,13 +321,10 @@ class RedisStore:
         rotates (``ahead``), so no one is logged out and the refresh stays one round trip.
         """
         keys = [self.session_key(user_tag, session_id), self.index_key(user_tag)]
-        async with self._guard("rotate"):
+        async with self._guard("rotate") as bound:
             if self._redis_clock_offset is None:
                 await self._calibrate()
-            assert self._redis_clock_offset is not None
-            budget = max(self._timeout - _DEADLINE_MARGIN, self._timeout / 2)
-            deadline_ms = int((time.time() + self._redis_clock_offset + budget) * 1000)
-            args = [session_id, generation, now_ms, grace_ms, idle_ttl_ms, deadline_ms]
+            args = [session_id, generation, now_ms, grace_ms, idle_ttl_ms, self._redis_deadline_ms(bound)]
             reply = await self._scripts["rotate"](self.redis, keys, args)
         outcome = _text(reply[0])
         if outcome == "late":
@@ -350,24 +347,28 @@ class RedisStore:
     async def revoke(self, user_tag: str, session_id: str, subject: str | None, now_ms: int) -> bool:
         """Ends one session; with ``subject``, only if it is that subject's. True if it was alive."""
         keys = [self.session_key(user_tag, session_id), self.index_key(user_tag)]
-        async with self._guard("revoke"):
+        async with self._guard("revoke") as bound:
             removed = await self._scripts["revoke"](
-                self.redis, keys, [session_id, subject or "", now_ms], **self._durably()
+                self.redis, keys, [session_id, subject or "", now_ms], **self._durably(bound)
             )
         return bool(removed)
 
     async def revoke_all(self, user_tag: str, now_ms: int) -> list[str]:
         """Ends every session of a user atomically; returns the ids of those that were alive."""
         index = self.index_key(user_tag)
-        async with self._guard("revoke_all"):
+        async with self._guard("revoke_all") as bound:
             members = await self.redis.zrange(index, 0, -1)
             keys = [index, *(self.session_key(user_tag, _text(m)) for m in members)]
-            ended = await self._scripts["revoke_all"](self.redis, keys, [now_ms], **self._durably())
+            ended = await self._scripts["revoke_all"](self.redis, keys, [now_ms], **self._durably(bound))
         return [_text(sid) for sid in ended]
 
-    def _durably(self) -> dict[str, int]:
-        """How a login or revocation waits for replicas; a rotation never waits (see ``rotate``)."""
-        return {"replicas": self._replicas, "wait_ms": self._wait_ms}
+    def _durably(self, bound: asyncio.Timeout) -> dict[str, int]:
+        """How a login or revocation waits for replicas: ``replica_ack_timeout`` at most, and never
+        past the operation's own timeout (``bound``), so that a WAIT which finds the replicas behind
+        answers "replicas behind" before we give up on it. A command we give up on costs its
+        connection, which redis-py drops. A rotation never waits (see ``rotate``)."""
+        wait_ms = min(self._wait_ms, int(self._seconds_left(bound) * 1000))
+        return {"replicas": self._replicas, "wait_ms": max(1, wait_ms)}  # WAIT 0 would never time out
 
     async def replication(self) -> int | None:
         """How many replicas the primary has now, or None where that cannot be asked (Cluster)."""
@@ -443,6 +444,25 @@ class RedisStore:
         sessions.sort(key=lambda s: s.created_at_ms)
         return sessions
 
+    def _redis_deadline_ms(self, bound: asyncio.Timeout) -> int:
+        """The last moment, on Redis's clock, at which a command may still run and its answer reach us
+        before ``bound`` (the operation's timeout) gives up on it.
+
+        Counted from the timeout itself, not from now: an operation may already have spent most of
+        its time waiting for a connection, and a rotation Redis ran after we had answered 503 would
+        leave the client holding a token one generation behind.
+        """
+        assert self._redis_clock_offset is not None
+        return int((time.time() + self._redis_clock_offset + self._seconds_left(bound)) * 1000)
+
+    def _seconds_left(self, bound: asyncio.Timeout) -> float:
+        """How long Redis may still take over a command before ``bound`` expires, keeping the margin
+        its answer needs to reach us (negative once too little is left)."""
+        expires_at = bound.when()
+        assert expires_at is not None
+        margin = min(_DEADLINE_MARGIN, self._timeout / 2)
+        return expires_at - asyncio.get_running_loop().time() - margin
+
     def _admission(self) -> asyncio.Semaphore:
         """Admits at most ``max_connections`` operations at once, in arrival order.
 
@@ -457,13 +477,13 @@ class RedisStore:
         return self._turns[1]
 
     @asynccontextmanager
-    async def _guard(self, operation: str) -> AsyncIterator[None]:
-        """Bounds the time of one store operation, maps transient failures to StoreUnavailable and
-        reports the operation's duration and outcome to the observer."""
+    async def _guard(self, operation: str) -> AsyncIterator[asyncio.Timeout]:
+        """Bounds the time of one store operation (yielding that bound), maps transient failures to
+        StoreUnavailable and reports the operation's duration and outcome to the observer."""
         started = time.perf_counter()
         try:
-            async with self._mapped_failures(operation):
-                yield
+            async with self._mapped_failures(operation) as bound:
+                yield bound
         except StoreUnavailable:
             self._observer.store_operation(operation, time.perf_counter() - started, "unavailable")
             raise
@@ -481,11 +501,12 @@ class RedisStore:
             )
 
     @asynccontextmanager
-    async def _mapped_failures(self, operation: str) -> AsyncIterator[None]:
-        """Bounds the time of one store operation and maps transient failures to StoreUnavailable."""
+    async def _mapped_failures(self, operation: str) -> AsyncIterator[asyncio.Timeout]:
+        """Bounds the time of one store operation, the wait for a turn included, and maps transient
+        failures to StoreUnavailable."""
         try:
-            async with asyncio.timeout(self._timeout), self._admission():
-                yield
+            async with asyncio.timeout(self._timeout) as bound, self._admission():
+                yield bound
         except Exception as exc:
             outage = self._outage_of(exc, operation)
             if outage is None:

@@ -7,7 +7,9 @@ while refreshes, which never wait, keep working.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from contextlib import contextmanager
 import httpx2
 import pytest
 
+from starlette_refresh.store import RedisStore, ReplicasBehind
 from tests.integration.helpers import app_env, login, me, refresh
 from tests.support.fixtures import AppServerFactory, RedisServerFactory
 from tests.support.processes import AppServer, RedisServer
@@ -132,3 +135,37 @@ def test_startup_warns_when_the_primary_has_fewer_replicas_than_asked(
     assert "has 0 replica(s) connected" in app.log_text()
     answer = httpx2.post(f"{app.url}/login", json={"subject": "1", "transport": "body"}, timeout=10)
     assert answer.status_code == 503
+
+
+def test_a_login_that_waited_for_its_turn_waits_for_replicas_only_as_long_as_it_has_left(
+    primary_and_replica: tuple[RedisServer, RedisServer],
+) -> None:
+    """With the replica stalled, two logins share one connection: the first holds it through its whole
+    0.5 s WAIT, the second has 0.5 s of its 1 s left. Its WAIT is cut to what is left, so it answers
+    "replicas behind" in time, rather than being given up on at 1 s (which drops the connection)."""
+    primary, replica = primary_and_replica
+
+    async def two_logins() -> list[BaseException | list[str]]:
+        store = RedisStore(
+            url=primary.url, timeout=1.0, max_connections=1, replica_acks=1, replica_ack_timeout=0.5
+        )
+        await store.start()
+        now_ms = int(time.time() * 1000)
+
+        async def create(sid: str) -> list[str]:
+            later = now_ms + 3_600_000
+            return await store.create("0" * 20, sid * 22, "alice", "{}", "test", now_ms, later, later, 10)
+
+        try:
+            with paused(replica):
+                return await asyncio.gather(create("a"), create("b"), return_exceptions=True)
+        finally:
+            await store.close()
+
+    first, second = asyncio.run(two_logins())
+    assert isinstance(first, ReplicasBehind), first
+    assert "within 500 ms" in str(first)
+    assert isinstance(second, ReplicasBehind), f"the second login was given up on instead: {second!r}"
+    waited = re.search(r"within (\d+) ms", str(second))
+    assert waited is not None, second
+    assert int(waited[1]) < 500
