@@ -40,6 +40,9 @@ export function bearerProtocols(accessToken: string, protocols?: string[]): stri
  *   default `(level, message) => console[level](\`[socket] ${message}\`)`
  * @property {(code: number) => boolean} [shouldReconnect]  whether a close code is worth a reconnect;
  *   default false for 1000, 1003, 1007, 1008, 1009, 1010, 4400 and 4403. A 4401 always reconnects.
+ * @property {boolean} [renew]            renew the open socket in band after each refresh, when the
+ *   server selected the `starlette-refresh` subprotocol (default true); false: the server closes the
+ *   socket with 4401 at each token's expiry and it reconnects
  */
 /**
  * Event details (every event is a CustomEvent, like the manager's):
@@ -48,13 +51,22 @@ export function bearerProtocols(accessToken: string, protocols?: string[]): stri
  * @typedef {{code: number, reason: string, wasOpen: boolean, reconnectInMs: number | null}} CloseDetail
  *   `close`: wasOpen false for a failed handshake; reconnectInMs null when the socket is closed for good
  * @typedef {{state: SocketState}} SocketStateDetail  `state`: every state change
+ * @typedef {{expiresAt: number, renewals: number}} RenewedDetail  `renewed`: the server accepted an
+ *   in-band renewal; expiresAt is the new token's expiry in ms (the server's clock), renewals the total
  */
 /** The subprotocol the server selects; the token entry is `${SOCKET_PROTOCOL}.bearer.<token>`. */
 export const SOCKET_PROTOCOL: "starlette-refresh";
+/** A client's text frame `${RENEW_PREFIX}<access token>` renews the open socket in band. */
+export const RENEW_PREFIX: "starlette-refresh.renew ";
 /**
- * A WebSocket that offers the manager's access token and reconnects with a fresh one. An
- * EventTarget: listen for `open`, `message`, `close` and `state` (see the *Detail typedefs).
- * Connects at once; the first state is "connecting" (no `state` event for it).
+ * The server's answer to a renewal, `${RENEWED_PREFIX}<exp in Unix seconds>`. Reserved on a socket
+ * that selected SOCKET_PROTOCOL: such frames never reach the app's `message` listeners.
+ */
+export const RENEWED_PREFIX: "starlette-refresh.renewed ";
+/**
+ * A WebSocket that offers the manager's access token, renews it in band and reconnects with a fresh
+ * one. An EventTarget: listen for `open`, `message`, `close`, `state` and `renewed` (see the *Detail
+ * typedefs). Connects at once; the first state is "connecting" (no `state` event for it).
  */
 export class RefreshingWebSocket extends EventTarget {
     /**
@@ -71,6 +83,8 @@ export class RefreshingWebSocket extends EventTarget {
     get protocol(): string;
     /** How many times a socket opened. @returns {number} */
     get connections(): number;
+    /** How many in-band renewals the server accepted, over every socket. @returns {number} */
+    get renewals(): number;
     /** The resolved ws:// or wss:// url. @returns {string} */
     get url(): string;
     /**
@@ -156,6 +170,12 @@ export type RefreshingWebSocketOptions = {
      * default false for 1000, 1003, 1007, 1008, 1009, 1010, 4400 and 4403. A 4401 always reconnects.
      */
     shouldReconnect?: (code: number) => boolean;
+    /**
+     * renew the open socket in band after each refresh, when the
+     * server selected the `starlette-refresh` subprotocol (default true); false: the server closes the
+     * socket with 4401 at each token's expiry and it reconnects
+     */
+    renew?: boolean;
 };
 /**
  * `open`
@@ -185,4 +205,12 @@ export type CloseDetail = {
  */
 export type SocketStateDetail = {
     state: SocketState;
+};
+/**
+ * `renewed`: the server accepted an
+ *   in-band renewal; expiresAt is the new token's expiry in ms (the server's clock), renewals the total
+ */
+export type RenewedDetail = {
+    expiresAt: number;
+    renewals: number;
 };

@@ -5,8 +5,10 @@
  * Browsers cannot set headers on a WebSocket, so the token travels in the subprotocol list, next to
  * the `starlette-refresh` marker that the server selects. The server refuses a bad token at the
  * handshake (in a browser: a close with 1006 and no open), and closes an open socket with 4401 when
- * its token expires or its session is revoked. This module reconnects with a fresh token after a
- * 4401, retries other failures with backoff, and stops for good when the manager logs out.
+ * its token expires or its session is revoked. When the server selected the marker, this module
+ * renews the open socket in band after each refresh (a `starlette-refresh.renew <token>` frame), so
+ * the socket outlives its first token; otherwise it reconnects with a fresh token after the 4401.
+ * It retries other failures with backoff, and stops for good when the manager logs out.
  *
  * Dependency-free ES module, no build step. Every browser API is injectable; nothing touches
  * WebSocket, location or window at import time.
@@ -51,6 +53,9 @@ import { backoffDelayMs } from "./refresh-manager.js";
  *   default `(level, message) => console[level](\`[socket] ${message}\`)`
  * @property {(code: number) => boolean} [shouldReconnect]  whether a close code is worth a reconnect;
  *   default false for 1000, 1003, 1007, 1008, 1009, 1010, 4400 and 4403. A 4401 always reconnects.
+ * @property {boolean} [renew]            renew the open socket in band after each refresh, when the
+ *   server selected the `starlette-refresh` subprotocol (default true); false: the server closes the
+ *   socket with 4401 at each token's expiry and it reconnects
  */
 
 /**
@@ -60,13 +65,24 @@ import { backoffDelayMs } from "./refresh-manager.js";
  * @typedef {{code: number, reason: string, wasOpen: boolean, reconnectInMs: number | null}} CloseDetail
  *   `close`: wasOpen false for a failed handshake; reconnectInMs null when the socket is closed for good
  * @typedef {{state: SocketState}} SocketStateDetail  `state`: every state change
+ * @typedef {{expiresAt: number, renewals: number}} RenewedDetail  `renewed`: the server accepted an
+ *   in-band renewal; expiresAt is the new token's expiry in ms (the server's clock), renewals the total
  */
 
 /** The subprotocol the server selects; the token entry is `${SOCKET_PROTOCOL}.bearer.<token>`. */
 export const SOCKET_PROTOCOL = "starlette-refresh";
+/** A client's text frame `${RENEW_PREFIX}<access token>` renews the open socket in band. */
+export const RENEW_PREFIX = `${SOCKET_PROTOCOL}.renew `;
+/**
+ * The server's answer to a renewal, `${RENEWED_PREFIX}<exp in Unix seconds>`. Reserved on a socket
+ * that selected SOCKET_PROTOCOL: such frames never reach the app's `message` listeners.
+ */
+export const RENEWED_PREFIX = `${SOCKET_PROTOCOL}.renewed `;
 
 const TOKEN_CHARS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/; // RFC 7230 tchar: what a subprotocol may hold
-const EXPIRED = 4401; // the server's close code for an expired token or a revoked session
+const EXPIRED = 4401; // the server's close code: an expired token, a revoked session, a refused renewal
+const RENEWAL_REFUSED = "renewal refused"; // the reason of a 4401 that refuses a renewal
+const RENEWED_EXP = /^\d{1,12}$/; // integer Unix seconds: at most 12 digits stay exact, and a valid Date, in ms
 /** Reconnecting after these would be refused the same way (or the server asked to stop). */
 const FINAL_CODES = new Set([1000, 1003, 1007, 1008, 1009, 1010, 4400, 4403]);
 /** A socket that stayed open this long was healthy: the backoff starts over. */
@@ -88,9 +104,9 @@ export function bearerProtocols(accessToken, protocols = []) {
 }
 
 /**
- * A WebSocket that offers the manager's access token and reconnects with a fresh one. An
- * EventTarget: listen for `open`, `message`, `close` and `state` (see the *Detail typedefs).
- * Connects at once; the first state is "connecting" (no `state` event for it).
+ * A WebSocket that offers the manager's access token, renews it in band and reconnects with a fresh
+ * one. An EventTarget: listen for `open`, `message`, `close`, `state` and `renewed` (see the *Detail
+ * typedefs). Connects at once; the first state is "connecting" (no `state` event for it).
  */
 export class RefreshingWebSocket extends EventTarget {
   #o;
@@ -98,7 +114,9 @@ export class RefreshingWebSocket extends EventTarget {
   #url;
   /** @type {SocketState} */ #state = "connecting";
   /** @type {WebSocketLike | null} */ #socket = null;
-  /** The token the current socket offered. @type {string | null} */ #socketToken = null;
+  /** The token the server holds for the current socket: offered, then renewed. @type {string | null} */ #socketToken = null;
+  /** Renewals sent on the current socket, unanswered, oldest first (answered in order). @type {string[]} */ #renewing = [];
+  #renewals = 0;
   /** The token of the last socket closed with 4401: not offered again. @type {string | null} */ #rejected = null;
   #protocol = "";
   #connections = 0;
@@ -132,6 +150,8 @@ export class RefreshingWebSocket extends EventTarget {
   get protocol() { return this.#protocol; }
   /** How many times a socket opened. @returns {number} */
   get connections() { return this.#connections; }
+  /** How many in-band renewals the server accepted, over every socket. @returns {number} */
+  get renewals() { return this.#renewals; }
   /** The resolved ws:// or wss:// url. @returns {string} */
   get url() { return this.#url; }
 
@@ -182,6 +202,7 @@ export class RefreshingWebSocket extends EventTarget {
     }
     this.#socket = socket;
     this.#socketToken = token;
+    this.#renewing = [];
     // each listener checks that its socket is still the current one: a replaced socket is stale
     socket.addEventListener("open", () => socket === this.#socket && this.#onOpen(socket));
     socket.addEventListener("message", (event) => socket === this.#socket && this.#onMessage(event));
@@ -210,13 +231,47 @@ export class RefreshingWebSocket extends EventTarget {
     this.#protocol = String(socket.protocol ?? "");
     this.#setState("open");
     this.#log("info", `Connected (connection ${this.#connections})`);
+    this.#renew(); // a refresh during the handshake: its "refreshed" found no open socket
     this.#emit("open", { protocol: this.#protocol, connections: this.#connections });
   }
 
   /** @param {Event} event */
   #onMessage(event) {
     this.#after4401 = false; // the server is talking to this token: a later 4401 is a real expiry
-    this.#emit("message", { data: /** @type {MessageEvent} */ (event).data, event });
+    const data = /** @type {MessageEvent} */ (event).data;
+    if (this.#protocol === SOCKET_PROTOCOL && typeof data === "string" && data.startsWith(RENEWED_PREFIX)) {
+      return this.#onRenewed(data.slice(RENEWED_PREFIX.length));
+    }
+    this.#emit("message", { data, event });
+  }
+
+  // --- in-band renewal ----------------------------------------------------------------------------
+
+  /**
+   * Hands the manager's token to the open socket, so the server moves the socket's end to that
+   * token's expiry instead of closing it with 4401. Only the marker's protocol has this frame: an app
+   * that selected its own protocol would receive it as data.
+   */
+  #renew() {
+    const socket = this.#socket;
+    const token = this.#manager.accessToken;
+    if (!this.#o.renew || this.#state !== "open" || !socket || socket.readyState !== OPEN) return;
+    if (this.#protocol !== SOCKET_PROTOCOL || token === null) return;
+    if (token === this.#socketToken || this.#renewing.includes(token)) return;
+    try { socket.send(RENEW_PREFIX + token); } catch { return; } // closing meanwhile: its close event follows
+    this.#renewing.push(token);
+  }
+
+  /** @param {string} exp  what follows RENEWED_PREFIX */
+  #onRenewed(exp) {
+    if (!RENEWED_EXP.test(exp)) {
+      this.#log("warn", "Ignored a malformed renewal answer");
+      return;
+    }
+    this.#socketToken = this.#renewing.shift() ?? this.#socketToken;
+    this.#renewals++;
+    this.#log("info", `Renewed in band (renewal ${this.#renewals})`);
+    this.#emit("renewed", { expiresAt: Number(exp) * 1000, renewals: this.#renewals });
   }
 
   /** @param {Event} event */
@@ -232,7 +287,9 @@ export class RefreshingWebSocket extends EventTarget {
     /** @type {number} */
     let delay;
     if (code === EXPIRED) {
-      this.#rejected = this.#socketToken; // the next connect refreshes if the manager still holds it
+      // the next connect refreshes if the manager still holds it. A refused renewal names the oldest
+      // unanswered one; any other 4401 the token the server held (a renewal may have crossed it).
+      this.#rejected = (reason === RENEWAL_REFUSED && this.#renewing[0]) || this.#socketToken;
       // a second 4401 with nothing received in between: the clocks disagree, so no tight loop
       delay = this.#after4401 ? this.#nextBackoff() : 0;
       this.#after4401 = true;
@@ -309,9 +366,13 @@ export class RefreshingWebSocket extends EventTarget {
       this.#unlisten.push(() => target.removeEventListener(type, handler));
     };
     on(this.#manager, "logged-out", () => this.close(1000, "logged out"));
-    // A login may be another user's. Other refreshes change nothing: the server closes the socket
-    // with 4401 when its token ends, and by then the manager holds the next one.
-    on(this.#manager, "refreshed", (event) => event?.detail?.source === "login" && this.#restart("new login"));
+    // A login may be another user's, and a renewal never switches a socket's session: reconnect.
+    // Other refreshes renew the socket in band; without renewal, the server closes it with 4401 when
+    // its token ends, and by then the manager holds the next one.
+    on(this.#manager, "refreshed", (event) => {
+      if (event?.detail?.source === "login") this.#restart("new login");
+      else this.#renew();
+    });
     const events = this.#o.events;
     if (events) {
       on(events, "online", () => {
@@ -361,6 +422,7 @@ function resolveOptions(o) {
     events: pick(o.events, () => (typeof g.addEventListener === "function" ? g : null)),
     log: o.log ?? ((/** @type {LogLevel} */ level, /** @type {string} */ line) => console[level](`[socket] ${line}`)),
     shouldReconnect: o.shouldReconnect ?? ((/** @type {number} */ code) => !FINAL_CODES.has(code)),
+    renew: o.renew ?? true,
   };
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
@@ -21,7 +22,7 @@ from .endpoints import AuthEndpoints
 from .errors import AuthError, InvalidRequest, InvalidToken
 from .revocations import RevocationList
 from .settings import Settings
-from .sockets import authorization_from_subprotocols, serve_anonymous_socket, serve_token_socket
+from .sockets import TokenWindow, authorization_from_subprotocols, serve_anonymous_socket, serve_token_socket
 from .token_cache import VerifiedTokens
 from .user import TokenUser, credentials_for, scopes_of
 from .web import (
@@ -124,10 +125,22 @@ class TokenAuthMiddleware:
             receive,
             send,
             session_id=claims["sid"],
-            valid_until=self.access.validity(claims)[1],
+            window=self._window(claims),
             clock=self.clock,
             watch_revocation=self.revocations.watch,
+            renew=partial(self._renewal, claims["sid"]),
         )
+
+    def _renewal(self, session_id: str, token: str) -> TokenWindow:
+        """Checks a token a socket of ``session_id`` was renewed with: valid, not revoked, and of
+        the same session (a renewal extends a session; it never switches the socket to another)."""
+        claims = self.access.verify(token)
+        if claims["sid"] != session_id:
+            raise InvalidToken("the token belongs to another session")
+        return self._window(claims)
+
+    def _window(self, claims: Mapping[str, Any]) -> TokenWindow:
+        return TokenWindow(self.access.validity(claims)[1], int(claims["exp"]))
 
     def _authenticate(self, scope: Scope, authorization: list[bytes]) -> Mapping[str, Any] | None:
         """Sets the scope's user and credentials from a bearer token: the claims; None without a

@@ -1,7 +1,8 @@
-// A live feed over a WebSocket that stays logged in. When the access token ends, the server closes
-// the socket with 4401 and RefreshingWebSocket reconnects with the token the manager already
-// refreshed. Updates sent while no socket was open are lost, so every connection starts by asking
-// for what came after the last update this page saw.
+// A live feed over a WebSocket that stays logged in. The feed speaks its own subprotocol, feed.v1, so
+// the socket is not renewed in band: when the access token ends, the server closes it with 4401 and
+// RefreshingWebSocket reconnects with the token the manager already refreshed. Updates sent while no
+// socket was open are lost, so every connection starts by asking for what came after the last update
+// this page saw.
 import { RefreshingWebSocket } from "../refresh-socket.js";
 
 /**

@@ -3,11 +3,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
-import { RefreshingWebSocket, SOCKET_PROTOCOL, bearerProtocols } from "../refresh-socket.js";
+import { RENEWED_PREFIX, RENEW_PREFIX, RefreshingWebSocket, SOCKET_PROTOCOL, bearerProtocols } from "../refresh-socket.js";
 import { CountingTarget, T0, answers, deferred, fakeWebSockets, jwtLike, makeWorld, settle } from "./fakes.mjs";
 
 const HOUR = 3_600_000;
-const EVENT_TYPES = ["open", "message", "close", "state"];
+const EVENT_TYPES = ["open", "message", "close", "state", "renewed"];
 
 /**
  * A RefreshingWebSocket over fake sockets, in `world` (a fresh one by default) with a started
@@ -347,6 +347,242 @@ describe("the manager's session", () => {
     first.drop(1000, "new login"); // the replaced socket's late close event
     assert.equal(s.of("close").length, 1);
     assert.equal(s.ws.state, "connecting");
+  });
+});
+
+/** The `exp` claim (Unix seconds) of a token from the fake server. */
+const expOf = (token) => JSON.parse(Buffer.from(token.split(".")[1], "base64url")).exp;
+
+/**
+ * Every send() the module tries on `socket`, including those a browser would refuse (while
+ * connecting it throws, while closing it discards): `sent` only shows what went out.
+ */
+function attempts(socket) {
+  const tried = [];
+  const send = socket.send.bind(socket);
+  socket.send = (data) => { tried.push(data); return send(data); };
+  return tried;
+}
+
+describe("in-band renewal", () => {
+  it("sends the manager's new token after a refresh here or in another tab; a login reconnects instead", async () => {
+    assert.equal(RENEW_PREFIX, "starlette-refresh.renew ");
+    assert.equal(RENEWED_PREFIX, "starlette-refresh.renewed ");
+    const world = makeWorld();
+    const other = world.openTab("other");
+    await other.manager.start(); // before the socket: its token would arrive during the handshake
+    const s = await connect({ world });
+    const first = s.last;
+    first.accept();
+    assert.deepEqual(first.sent, [], "the socket's own token is not sent again");
+    await world.clock.advance(810_000); // the manager's proactive refresh (one tab's, shared)
+    assert.equal(s.tab.of("refreshed").at(-1).source, "network");
+    const renewed = s.tab.manager.accessToken;
+    assert.notEqual(renewed, first.token);
+    assert.deepEqual(first.sent, [`starlette-refresh.renew ${renewed}`]);
+    assert.equal(s.sockets.length, 1);
+    assert.equal(first.closedWith, null);
+    await other.manager.refresh();
+    await settle();
+    assert.equal(s.tab.of("refreshed").at(-1).source, "other-tab");
+    assert.deepEqual(first.sent, [RENEW_PREFIX + renewed, RENEW_PREFIX + s.tab.manager.accessToken]);
+    other.manager.setSession({ access_token: "user-2-token", expires_in: 900 });
+    await settle();
+    assert.equal(first.sent.length, 2, "a login's token is not a renewal: it may be another user's");
+    assert.deepEqual(first.closedWith, { code: 1000, reason: "new login" });
+    assert.equal(s.last.token, "user-2-token");
+  });
+
+  it("consumes the renewed answer: a `renewed` event and a count, never a `message`", async () => {
+    const s = await connect();
+    const first = s.last;
+    first.accept();
+    const appMessages = [];
+    s.ws.addEventListener("message", (event) => appMessages.push(event.detail.data));
+    await s.world.clock.advance(810_000);
+    const exp = expOf(s.tab.manager.accessToken);
+    first.receive(`starlette-refresh.renewed ${exp}`);
+    assert.deepEqual(s.of("renewed"), [{ expiresAt: exp * 1000, renewals: 1 }]);
+    assert.equal(s.ws.renewals, 1);
+    assert.deepEqual(s.logs.at(-1), { level: "info", message: "Renewed in band (renewal 1)" });
+    first.receive("hello");
+    await s.world.clock.advance(810_000);
+    assert.equal(first.sent.length, 2);
+    first.receive(RENEWED_PREFIX + expOf(s.tab.manager.accessToken));
+    assert.equal(s.ws.renewals, 2);
+
+    first.drop(1012); // the count is the RefreshingWebSocket's, over its sockets
+    await s.world.clock.advance(750);
+    s.last.accept();
+    await s.world.clock.advance(810_000);
+    s.last.receive(RENEWED_PREFIX + expOf(s.tab.manager.accessToken));
+    assert.equal(s.ws.renewals, 3);
+    assert.deepEqual(s.of("renewed").map(({ renewals }) => renewals), [1, 2, 3]);
+    assert.deepEqual(appMessages, ["hello"]);
+    assert.deepEqual(s.of("message").map(({ data }) => data), ["hello"]);
+    for (const { message } of s.logs) {
+      assert.ok(!s.world.server.issued.some((token) => message.includes(token)), message);
+    }
+  });
+
+  it("ignores a malformed renewed answer, with a warning that does not quote it", async () => {
+    const s = await connect();
+    s.last.accept();
+    await s.world.clock.advance(810_000);
+    const malformed = ["", "soon", "-5", "1.5", "1e9", " 1736153100", "1736153100 ", "SECRET", "9".repeat(13)];
+    for (const rest of malformed) s.last.receive(RENEWED_PREFIX + rest);
+    assert.deepEqual(s.of("renewed"), []);
+    assert.deepEqual(s.of("message"), []);
+    assert.equal(s.ws.renewals, 0);
+    const warnings = s.logs.filter(({ level }) => level === "warn");
+    assert.equal(warnings.length, malformed.length);
+    assert.ok(warnings.every(({ message }) => message === "Ignored a malformed renewal answer"));
+    s.last.receive("starlette-refresh.renewed"); // not the prefix (no space): the app's own
+    s.last.receive(RENEWED_PREFIX + "1736153100");
+    s.last.receive(RENEWED_PREFIX + "9".repeat(12));
+    assert.deepEqual(s.of("message").map(({ data }) => data), ["starlette-refresh.renewed"]);
+    assert.deepEqual(s.of("renewed"), [
+      { expiresAt: 1_736_153_100_000, renewals: 1 },
+      { expiresAt: 999_999_999_999_000, renewals: 2 },
+    ]);
+    assert.equal(s.ws.state, "open");
+  });
+
+  it("is off when the app selected its own protocol, or with renew: false (a 4401 at expiry instead)", async () => {
+    const own = await connect({ protocols: ["chat.v2"] });
+    own.last.accept("chat.v2");
+    await own.world.clock.advance(810_000);
+    assert.equal(own.world.server.refreshCalls.length, 2);
+    assert.deepEqual(own.last.sent, []);
+    own.last.receive(`${RENEWED_PREFIX}1736153100`); // the app's protocol: the prefix is not reserved
+    assert.deepEqual(own.of("message").map(({ data }) => data), [`${RENEWED_PREFIX}1736153100`]);
+    assert.deepEqual(own.of("renewed"), []);
+
+    const off = await connect({ renew: false });
+    const first = off.last;
+    first.accept();
+    await off.world.clock.advance(810_000);
+    assert.equal(off.world.server.refreshCalls.length, 2);
+    assert.deepEqual(first.sent, []);
+    first.drop(4401, "token expired");
+    await settle();
+    assert.equal(off.sockets.length, 2);
+    assert.equal(off.last.token, off.tab.manager.accessToken);
+    off.last.accept();
+    await off.world.clock.advance(810_000);
+    assert.deepEqual(off.last.sent, []);
+  });
+
+  it("tries no renewal while the socket is connecting, closing or waiting", async () => {
+    const s = await connect();
+    const connecting = attempts(s.last);
+    await s.tab.manager.refresh();
+    await settle();
+    assert.deepEqual(connecting, []);
+    s.last.accept();
+    const first = s.last;
+    const closing = attempts(first);
+    first.sent.length = 0;
+    first.readyState = 2; // the server started closing
+    await s.tab.manager.refresh();
+    await settle();
+    assert.deepEqual(closing, []);
+    first.drop(1012);
+    assert.equal(s.ws.state, "waiting");
+    await s.tab.manager.refresh(); // no socket: nothing to do, nothing thrown
+    await s.world.clock.advance(750);
+    assert.equal(s.last.token, s.tab.manager.accessToken, "the next socket offers the newest token");
+    s.last.accept();
+    assert.deepEqual(s.last.sent, []);
+  });
+
+  it("renews right after open when the manager refreshed during the handshake", async () => {
+    const s = await connect();
+    const offered = s.last.token;
+    const tried = attempts(s.last);
+    await s.tab.manager.refresh();
+    await settle();
+    assert.notEqual(s.tab.manager.accessToken, offered);
+    assert.deepEqual(tried, [], "not while connecting");
+    const sentOnOpen = [];
+    s.ws.addEventListener("open", () => sentOnOpen.push(...s.last.sent));
+    s.last.accept();
+    assert.deepEqual(s.last.sent, [RENEW_PREFIX + s.tab.manager.accessToken]);
+    assert.deepEqual(sentOnOpen, s.last.sent, "before the app's open listeners");
+  });
+
+  it("never sends the same token twice on one socket", async () => {
+    const s = await connect();
+    const first = s.last;
+    first.accept();
+    await s.world.clock.advance(810_000);
+    assert.equal(first.sent.length, 1);
+    const again = () => s.tab.manager.dispatchEvent(new CustomEvent("refreshed", { detail: { source: "network" } }));
+    again(); // a late or repeated event for the token already sent
+    assert.equal(first.sent.length, 1);
+    first.receive(RENEWED_PREFIX + expOf(s.tab.manager.accessToken));
+    again(); // the server now holds it
+    assert.equal(first.sent.length, 1);
+    first.drop(1012); // a new socket offers its own token: nothing to renew
+    await s.world.clock.advance(750);
+    s.last.accept();
+    again();
+    assert.deepEqual(s.last.sent, []);
+  });
+});
+
+describe("4401 after renewals: which token the server refused", () => {
+  it("renewal refused: refreshes when the manager still holds the refused token, then reconnects", async () => {
+    const s = await connect();
+    const first = s.last;
+    first.accept();
+    await s.world.clock.advance(810_000);
+    const refused = s.tab.manager.accessToken;
+    assert.deepEqual(first.sent, [RENEW_PREFIX + refused]);
+    first.drop(4401, "renewal refused");
+    await settle();
+    assert.deepEqual(s.of("close"), [{ code: 4401, reason: "renewal refused", wasOpen: true, reconnectInMs: 0 }]);
+    assert.equal(s.world.server.refreshCalls.length, 3);
+    assert.equal(s.sockets.length, 2);
+    assert.notEqual(s.last.token, refused);
+    assert.equal(s.last.token, s.tab.manager.accessToken);
+    assert.ok(s.logs.some(({ message }) => message === "Closed (4401 renewal refused); reconnecting now"));
+  });
+
+  it("renewal refused names the oldest unanswered renewal: a newer token is offered without a refresh", async () => {
+    const s = await connect();
+    s.last.accept();
+    await s.tab.manager.refresh();
+    const refused = s.tab.manager.accessToken;
+    await s.tab.manager.refresh();
+    await settle();
+    const newest = s.tab.manager.accessToken;
+    assert.deepEqual(s.last.sent, [RENEW_PREFIX + refused, RENEW_PREFIX + newest]);
+    s.last.drop(4401, "renewal refused");
+    await settle();
+    assert.equal(s.world.server.refreshCalls.length, 3);
+    assert.equal(s.last.token, newest);
+  });
+
+  it("token expired: the token the server held, the last one it accepted, not one still on its way", async () => {
+    const s = await connect();
+    s.last.accept();
+    await s.world.clock.advance(810_000);
+    s.last.drop(4401, "token expired"); // the end of the first token crossed its renewal
+    await settle();
+    assert.equal(s.world.server.refreshCalls.length, 2, "the renewal's token was never refused");
+    assert.equal(s.last.token, s.tab.manager.accessToken);
+
+    const second = s.last;
+    second.accept();
+    second.receive("hello");
+    await s.world.clock.advance(810_000);
+    second.receive(RENEWED_PREFIX + expOf(s.tab.manager.accessToken));
+    second.drop(4401, "token expired"); // the renewed token ended, and the manager still holds it
+    await settle();
+    assert.equal(s.world.server.refreshCalls.length, 4);
+    assert.equal(s.last.token, s.tab.manager.accessToken);
+    assert.notEqual(s.last.token, second.token);
   });
 });
 

@@ -8,13 +8,20 @@ import json
 import time
 
 import httpx2
+import jwt
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
-from starlette_refresh.sockets import CLOSE_TOKEN_ENDED, SOCKET_PROTOCOL, TOKEN_PROTOCOL_PREFIX
-from tests.integration.helpers import app_env, login
+from starlette_refresh.sockets import (
+    CLOSE_TOKEN_ENDED,
+    RENEW_PREFIX,
+    RENEWED_PREFIX,
+    SOCKET_PROTOCOL,
+    TOKEN_PROTOCOL_PREFIX,
+)
+from tests.integration.helpers import app_env, login, refresh
 from tests.support.fixtures import AppServerFactory
 from tests.support.processes import RedisServer
 
@@ -124,3 +131,40 @@ def test_a_logout_on_another_instance_closes_the_socket(
             assert await survivor.recv() == "echo still here"
 
     asyncio.run(scenario())
+
+
+def test_a_socket_renewed_in_band_outlives_its_tokens(
+    redis_server: RedisServer, app_server_factory: AppServerFactory
+) -> None:
+    """2-second tokens, refreshed on another instance every second and handed to the open socket:
+    it lives 2.5 token lifetimes on one connection, then ends with the last token it was given."""
+    env = app_env(redis_server, SR_ACCESS_TTL="2", SR_LEEWAY="0")
+    holding = app_server_factory(APP, env, factory=True)
+    other = app_server_factory(APP, env, factory=True)
+    url = holding.url.replace("http://", "ws://") + "/ws/echo"
+    issued = login(holding)
+
+    async def scenario() -> int:
+        refresh_token, renewals = issued["refresh_token"], 0
+        async with connect(url, subprotocols=token_protocols(issued["access_token"])) as ws:
+            assert json.loads(await ws.recv()) == {"sub": "42"}
+            opened = time.monotonic()
+            while time.monotonic() - opened < 5:
+                await asyncio.sleep(1)
+                answer = await asyncio.to_thread(refresh, other, refresh_token)
+                assert answer.status_code == 200, answer.text
+                body = answer.json()
+                refresh_token = body["refresh_token"]
+                await ws.send(RENEW_PREFIX + body["access_token"])
+                exp = jwt.decode(body["access_token"], options={"verify_signature": False})["exp"]
+                assert await ws.recv() == f"{RENEWED_PREFIX}{exp}"
+                renewals += 1
+            await ws.send("still one connection")
+            assert await ws.recv() == "echo still one connection"
+            with pytest.raises(ConnectionClosed) as closed:  # no more renewals
+                await asyncio.wait_for(ws.recv(), timeout=10)
+            assert closed.value.rcvd is not None
+            assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (CLOSE_TOKEN_ENDED, "token expired")
+        return renewals
+
+    assert asyncio.run(scenario()) >= 4

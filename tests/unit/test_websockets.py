@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
 import anyio
+import jwt
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -19,15 +21,21 @@ from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from starlette_refresh import ManualClock, TokenAuth
+from starlette_refresh.clock import sleep_until
+from starlette_refresh.errors import InvalidToken
 from starlette_refresh.sockets import (
     CLOSE_TOKEN_ENDED,
+    RENEW_PREFIX,
+    RENEWED_PREFIX,
     SOCKET_PROTOCOL,
     TOKEN_PROTOCOL_PREFIX,
+    TokenWindow,
     serve_token_socket,
 )
 
 ACCESS_TTL = 300
 LEEWAY = 10
+FEED_EVERY = 200
 
 
 class SocketLog:
@@ -68,6 +76,14 @@ def socket_app(auth: TokenAuth, log: SocketLog) -> Starlette:
         except WebSocketDisconnect:
             return
 
+    async def feed(websocket: WebSocket) -> None:
+        """Sends a tick every FEED_EVERY seconds of the auth's clock and never reads."""
+        await websocket.accept()
+        opened = auth.clock()
+        for tick in itertools.count():
+            await sleep_until(auth.clock, opened + tick * FEED_EVERY)
+            await websocket.send_json({"tick": tick})
+
     async def sessions(request: Request) -> Response:
         return JSONResponse({"sid": request.user.session_id})
 
@@ -77,6 +93,7 @@ def socket_app(auth: TokenAuth, log: SocketLog) -> Starlette:
             Route("/whoami", sessions),
             WebSocketRoute("/ws", echo),
             WebSocketRoute("/public-ws", echo),
+            WebSocketRoute("/feed", feed),
         ],
         middleware=[auth.middleware()],
     )
@@ -266,6 +283,108 @@ def test_logout_all_closes_every_socket_of_the_user(client: TestClient) -> None:
         assert c.receive_text() == "echo hello"
 
 
+# --- renewal in band ------------------------------------------------------------------------------
+
+
+def refreshed(client: TestClient) -> str:
+    """The next access token of the session whose refresh cookie the client holds."""
+    answer = client.post("/auth/refresh")
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["access_token"])
+
+
+def expires_at(token: str) -> int:
+    return int(jwt.decode(token, options={"verify_signature": False})["exp"])
+
+
+def test_a_renewal_moves_the_sockets_end_to_the_new_tokens(
+    client: TestClient, clock: ManualClock, log: SocketLog
+) -> None:
+    first = log_in(client)
+    with client.websocket_connect("/ws", subprotocols=token_protocols(first)) as ws:
+        assert ws.receive_json() == {"user": "42"}
+        clock.advance(ACCESS_TTL - 30)  # the client refreshes before its token expires
+        second = refreshed(client)
+        ws.send_text(RENEW_PREFIX + second)
+        assert receive_within(ws) == {
+            "type": "websocket.send",
+            "text": f"{RENEWED_PREFIX}{expires_at(second)}",
+        }
+        clock.advance(30 + LEEWAY)  # past the first token's end: the socket lives on
+        ws.send_text("still there?")
+        assert ws.receive_text() == "echo still there?"  # and the renewal never reached the app
+        clock.advance(ACCESS_TTL - 30 - 1)
+        ws.send_text("and now?")
+        assert ws.receive_text() == "echo and now?"
+        clock.advance(1)  # the second token's end, leeway included
+        expect_closed(ws, "token expired")
+
+
+def test_an_older_token_does_not_shorten_a_renewed_socket(client: TestClient, clock: ManualClock) -> None:
+    first = log_in(client)
+    with client.websocket_connect("/ws", subprotocols=token_protocols(first)) as ws:
+        assert ws.receive_json() == {"user": "42"}
+        clock.advance(60)
+        second = refreshed(client)
+        ws.send_text(RENEW_PREFIX + second)
+        assert receive_within(ws)["text"] == f"{RENEWED_PREFIX}{expires_at(second)}"
+        ws.send_text(RENEW_PREFIX + first)  # still valid, but it would end the socket 60 s sooner
+        assert receive_within(ws)["text"] == f"{RENEWED_PREFIX}{expires_at(second)}"
+        clock.advance(ACCESS_TTL + LEEWAY - 1)
+        ws.send_text("ping")
+        assert ws.receive_text() == "echo ping"
+
+
+@pytest.mark.parametrize(
+    ("renewal", "why"),
+    [
+        (lambda other: "not-a-token", "malformed"),
+        (lambda other: other, "another session"),
+    ],
+    ids=["malformed", "another-session"],
+)
+def test_a_renewal_that_fails_the_check_ends_the_socket(
+    client: TestClient, log: SocketLog, renewal: Any, why: str
+) -> None:
+    other = log_in(client)  # the same user's other session
+    token = log_in(client)
+    with client.websocket_connect("/ws", subprotocols=token_protocols(token)) as ws:
+        assert ws.receive_json() == {"user": "42"}
+        ws.send_text(RENEW_PREFIX + renewal(other))
+        expect_closed(ws, "renewal refused")
+
+
+def test_renewal_frames_reach_the_app_when_it_chose_its_own_subprotocol(client: TestClient) -> None:
+    token = log_in(client)
+    with client.websocket_connect("/ws", subprotocols=token_protocols(token, "chat")) as ws:
+        assert ws.accepted_subprotocol == "chat"
+        assert ws.receive_json() == {"user": "42"}
+        ws.send_text(RENEW_PREFIX + token)  # the app's protocol, not ours: nothing is taken out
+        assert ws.receive_text() == f"echo {RENEW_PREFIX}{token}"
+
+
+def test_renewal_frames_reach_the_app_on_a_socket_opened_with_a_header(client: TestClient) -> None:
+    token = log_in(client)
+    with client.websocket_connect("/ws", headers={"Authorization": f"Bearer {token}"}) as ws:
+        assert ws.accepted_subprotocol is None
+        assert ws.receive_json() == {"user": "42"}
+        ws.send_text(RENEW_PREFIX + token)
+        assert ws.receive_text() == f"echo {RENEW_PREFIX}{token}"
+
+
+def test_a_renewal_is_read_while_the_app_only_sends(client: TestClient, clock: ManualClock) -> None:
+    first = log_in(client)
+    with client.websocket_connect("/feed", subprotocols=token_protocols(first)) as ws:
+        assert ws.receive_json() == {"tick": 0}
+        clock.advance(ACCESS_TTL - 30)
+        assert ws.receive_json() == {"tick": 1}
+        ws.send_text(RENEW_PREFIX + refreshed(client))  # the feed never reads; the middleware does
+        assert receive_within(ws)["text"].startswith(RENEWED_PREFIX)
+        clock.advance(30 + LEEWAY)  # the first token's end
+        clock.advance(FEED_EVERY * 2 - ACCESS_TTL - LEEWAY)
+        assert ws.receive_json() == {"tick": 2}  # sent after the first token's end
+
+
 def test_a_revoked_session_cannot_open_a_socket(client: TestClient) -> None:
     token = log_in(client)
     client.cookies.clear()
@@ -279,10 +398,11 @@ def test_a_revoked_session_cannot_open_a_socket(client: TestClient) -> None:
     assert denied.value.json()["error"] == "invalid_token"
 
 
-def run_token_socket(clock: ManualClock, *, client_leaves: bool) -> list[str]:
+def run_token_socket(clock: ManualClock, *, client_leaves: bool, subprotocols: list[str]) -> list[str]:
     """Drives serve_token_socket straight through ASGI: the app accepts, reads one message (a disconnect
     when ``client_leaves``, else nothing comes), then the clock passes the token's deadline while the
-    app is still running. Returns the types of the messages sent to the server."""
+    app is still running. Returns the types of the messages sent to the server. With the marker
+    offered, the client's messages reach the app through the middleware's reader."""
     sent: list[str] = []
     deadline = clock() + 10
 
@@ -303,7 +423,10 @@ def run_token_socket(clock: ManualClock, *, client_leaves: bool) -> list[str]:
         for _ in range(5):
             await asyncio.sleep(0)  # let the expiry task run
 
-    scope = {"type": "websocket", "path": "/ws", "subprotocols": []}
+    def no_renewals(token: str) -> TokenWindow:
+        raise InvalidToken("no renewals in this test")
+
+    scope = {"type": "websocket", "path": "/ws", "subprotocols": subprotocols}
     asyncio.run(
         serve_token_socket(
             app,
@@ -311,15 +434,21 @@ def run_token_socket(clock: ManualClock, *, client_leaves: bool) -> list[str]:
             receive,
             send,
             session_id="s" * 22,
-            valid_until=deadline,
+            window=TokenWindow(deadline, int(deadline)),
             clock=clock,
             watch_revocation=lambda session_id, on_revoked: lambda: None,
+            renew=no_renewals,
         )
     )
     return sent
 
 
-def test_a_socket_the_client_already_left_is_not_closed_at_its_deadline(clock: ManualClock) -> None:
-    assert run_token_socket(clock, client_leaves=True) == ["websocket.accept"]
+@pytest.mark.parametrize("subprotocols", [[], [SOCKET_PROTOCOL]], ids=["header", "marker"])
+def test_a_socket_the_client_already_left_is_not_closed_at_its_deadline(
+    clock: ManualClock, subprotocols: list[str]
+) -> None:
+    left = run_token_socket(clock, client_leaves=True, subprotocols=subprotocols)
+    assert left == ["websocket.accept"]
     # The same run with the client still there: the deadline closes it, so the check above can fail.
-    assert run_token_socket(clock, client_leaves=False) == ["websocket.accept", "websocket.close"]
+    stayed = run_token_socket(clock, client_leaves=False, subprotocols=subprotocols)
+    assert stayed == ["websocket.accept", "websocket.close"]
