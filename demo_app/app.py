@@ -8,8 +8,9 @@ Which paths need an access token:
 
 * ``/auth/*``: answered by the library (``/auth/login`` is the demo's own and is excluded);
 * ``/api/*`` and every other path: protected, 401 without a valid bearer token; this includes the
-  WebSocket ``/api/live``, whose browser client offers the token as a subprotocol and which the
-  middleware closes (4401) when that token expires or its session is revoked;
+  WebSocket ``/api/live``, whose browser client offers the token as a subprotocol and renews it in
+  band after each refresh, and which the middleware closes (4401) when its session is revoked or
+  its token runs out unrenewed;
 * exactly ``/`` (the login page, ``"/$"``), ``/app``, ``/static/*``, ``/healthz``, ``/favicon.ico``:
   public (``exclude``).
 """
@@ -147,8 +148,9 @@ async def serve_live_updates(websocket: WebSocket) -> None:
     """``/api/live``: says who the socket belongs to and until when its token is valid, then sends
     a numbered tick every :data:`LIVE_TICK_SECONDS` and echoes what the page sends.
 
-    The app does nothing about token expiry: the middleware closes the socket (4401) when the
-    token's validity ends or its session is revoked, and the page's socket reconnects.
+    The app does nothing about tokens: the middleware takes the page's in-band renewals out of the
+    stream this reads, and closes the socket (4401) when its session is revoked or its token runs
+    out unrenewed, after which the page's socket reconnects.
     """
     user: TokenUser = websocket.user
     await websocket.accept()

@@ -34,6 +34,7 @@ const ui = {
   clearLog: $role("clear-log"),
   liveState: $("live-state"),
   liveConnections: $("live-connections"),
+  liveRenewals: $("live-renewals"),
   liveTicks: $("live-ticks"),
   liveTokenExp: $("live-token-exp"),
   liveLastClose: $("live-last-close"),
@@ -228,12 +229,20 @@ function openLiveSocket() {
   if (live) return;
   live = new RefreshingWebSocket(manager, "/api/live", {
     log: (level, message) => appendToLogPanel(level, `socket: ${message}`),
+    // ?renew=0 shows the other path: the server closes the socket (4401) as each token expires
+    renew: new URLSearchParams(location.search).get("renew") !== "0",
   });
   const socket = live;
   const show = () => {
     ui.liveState.textContent = socket.state;
     ui.liveState.dataset.state = socket.state;
     ui.liveConnections.textContent = String(socket.connections);
+    ui.liveRenewals.textContent = String(socket.renewals);
+  };
+  const showTokenExp = (/** @type {number} */ ms) => {
+    const date = new Date(ms);
+    ui.liveTokenExp.dateTime = date.toISOString();
+    ui.liveTokenExp.textContent = date.toLocaleTimeString([], { hour12: false });
   };
   socket.addEventListener("state", show);
   socket.addEventListener("open", show);
@@ -245,11 +254,11 @@ function openLiveSocket() {
       return;
     }
     if (message.type === "tick") ui.liveTicks.textContent = String(++liveTicks);
-    if (message.type === "hello" && typeof message.exp === "number") {
-      const date = new Date(message.exp * 1000);
-      ui.liveTokenExp.dateTime = date.toISOString();
-      ui.liveTokenExp.textContent = date.toLocaleTimeString([], { hour12: false });
-    }
+    if (message.type === "hello" && typeof message.exp === "number") showTokenExp(message.exp * 1000);
+  });
+  socket.addEventListener("renewed", (event) => {
+    showTokenExp(event.detail.expiresAt);
+    show();
   });
   socket.addEventListener("close", (event) => {
     const { code, reason } = event.detail;

@@ -1,5 +1,6 @@
-"""The dashboard's live WebSocket in Chromium: it outlives its access tokens, ends with the session,
-comes back after a server restart, and the server refuses a socket without a valid token."""
+"""The dashboard's live WebSocket in Chromium: renewed in band, one connection outlives its access
+tokens (and without renewal it reconnects at each expiry); it ends with the session, comes back
+after a server restart, and the server refuses a socket without a valid token."""
 
 from __future__ import annotations
 
@@ -38,13 +39,45 @@ def wait_for_live_connections(page: Page, at_least: int, timeout: float = 20_000
     )
 
 
-def test_the_live_socket_outlives_its_access_tokens(
+def live_renewals(page: Page) -> int:
+    return int(page.get_by_test_id("live-renewals").inner_text())
+
+
+def test_the_live_socket_is_renewed_in_band_and_stays_one_connection(
     page: Page, start_demo: DemoFactory, browser_log: BrowserLog
 ) -> None:
-    # Tokens live 4 s and the server allows no leeway, so it closes the socket every 4 s; the
-    # manager refreshes 2 s before expiry, so each reconnect already holds a fresh token.
+    # Tokens live 4 s and the server allows no leeway: unrenewed, the socket would be closed every
+    # 4 s. The manager refreshes 2 s before expiry and hands each new token to the open socket.
     demo = start_demo(ACCESS_TOKEN_TTL="4", LEEWAY_SECONDS="0")
     log_in(page, demo.url)
+    expect(page.get_by_test_id("live-state")).to_have_text("open")
+    page.evaluate(RECORD_CLOSES)
+    first_exp = page.get_by_test_id("live-token-exp").get_attribute("datetime")
+    ticks_before = int(page.get_by_test_id("live-ticks").inner_text())
+
+    page.wait_for_function(
+        "() => Number(document.querySelector('[data-testid=live-renewals]').textContent) >= 3",
+        timeout=20_000,
+    )  # three renewals: the socket is now past its first token's end, and its second's
+
+    expect(page.get_by_test_id("live-state")).to_have_text("open")
+    expect(page.get_by_test_id("status")).to_have_text("logged-in")
+    assert live_connections(page) == 1
+    assert page.evaluate("window.closes") == []
+    assert page.get_by_test_id("live-token-exp").get_attribute("datetime") != first_exp
+    assert "websocket closed" not in demo.log_text()
+    expect(page.get_by_test_id("live-ticks")).not_to_have_text(str(ticks_before))
+    assert browser_log.errors == []
+
+
+def test_without_renewal_the_live_socket_reconnects_at_each_expiry(
+    page: Page, start_demo: DemoFactory, browser_log: BrowserLog
+) -> None:
+    # The same 4-second tokens with ?renew=0: the server closes the socket as each token ends, and
+    # the manager refreshed 2 s before, so each reconnect already holds a fresh token.
+    demo = start_demo(ACCESS_TOKEN_TTL="4", LEEWAY_SECONDS="0")
+    log_in(page, demo.url)
+    page.goto(f"{demo.url}/app?renew=0")
     expect(page.get_by_test_id("live-state")).to_have_text("open")
     page.evaluate(RECORD_CLOSES)
     ticks_before = int(page.get_by_test_id("live-ticks").inner_text())
@@ -53,6 +86,7 @@ def test_the_live_socket_outlives_its_access_tokens(
 
     expect(page.get_by_test_id("live-state")).to_have_text("open")
     expect(page.get_by_test_id("status")).to_have_text("logged-in")
+    assert live_renewals(page) == 0
     closes: list[dict[str, Any]] = page.evaluate("window.closes")
     assert len(closes) >= 2
     for close in closes:
