@@ -252,7 +252,7 @@ class _TokenSocket:
         kind = message["type"]
         async with self._sending:
             if self._ended_by_us:
-                raise SocketEnded("closed by starlette-refresh: the token expired or the session was revoked")
+                raise SocketEnded("closed by starlette-refresh (4401): the socket's token or session ended")
             await self._send(message)
         if kind == "websocket.close" or kind == "websocket.http.response.start":
             self._closed = True
@@ -264,10 +264,10 @@ class _TokenSocket:
 
     def _selects_marker(self, accept: Message) -> bool:
         """True when the handshake ends with the marker selected: by the app, or for it."""
-        offered = self._scope.get("subprotocols") or ()
-        return (accept.get("subprotocol") or (SOCKET_PROTOCOL if SOCKET_PROTOCOL in offered else None)) == (
-            SOCKET_PROTOCOL
-        )
+        chosen = accept.get("subprotocol")
+        if chosen:
+            return bool(chosen == SOCKET_PROTOCOL)
+        return SOCKET_PROTOCOL in (self._scope.get("subprotocols") or ())  # what _selecting_marker does
 
     def _end_at(self, window: TokenWindow) -> None:
         """(Re)schedules the close at the end of ``window``."""
