@@ -1,8 +1,8 @@
-// A live feed over a WebSocket that stays logged in. The feed speaks its own subprotocol, feed.v1, so
-// the socket is not renewed in band: when the access token ends, the server closes it with 4401 and
-// RefreshingWebSocket reconnects with the token the manager already refreshed. Updates sent while no
-// socket was open are lost, so every connection starts by asking for what came after the last update
-// this page saw.
+// A live feed over a WebSocket that stays logged in. The feed picks no subprotocol of its own, so the
+// server selects starlette-refresh and RefreshingWebSocket renews the open socket in band after each
+// refresh of the manager: one connection outlives its access tokens. It can still drop (the network,
+// a server restart, a renewal that came too late: 4401), and updates sent while no socket was open
+// are lost, so every connection starts by asking for what came after the last update this page saw.
 import { RefreshingWebSocket } from "../refresh-socket.js";
 
 /**
@@ -13,7 +13,7 @@ import { RefreshingWebSocket } from "../refresh-socket.js";
 export function openLiveFeed(manager, onUpdate, options = {}) {
   /** @type {number | null} */
   let lastId = null;
-  const feed = new RefreshingWebSocket(manager, "/ws/feed", { protocols: ["feed.v1"], ...options });
+  const feed = new RefreshingWebSocket(manager, "/ws/feed", options);
   feed.addEventListener("open", () => {
     feed.send(JSON.stringify({ type: "resume", after: lastId }));
   });

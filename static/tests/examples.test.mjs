@@ -95,7 +95,9 @@ test("the README shows the live socket example exactly as it is tested", async (
   assert.ok(readme.includes(example.trim()), "static/README.md must show examples/live-socket.js verbatim");
 });
 
-test("the live feed reconnects after 4401 with the refreshed token and resumes after the last update", async (t) => {
+const expOf = (token) => JSON.parse(Buffer.from(token.split(".")[1], "base64url")).exp;
+
+test("the live feed is renewed in band, and resumes after the last update when a connection drops", async (t) => {
   const world = makeWorld();
   const tab = world.openTab();
   await tab.manager.start();
@@ -104,23 +106,36 @@ test("the live feed reconnects after 4401 with the refreshed token and resumes a
   const info = t.mock.method(console, "info", () => {});
   const feed = openLiveFeed(tab.manager, (update) => updates.push(update), {
     WebSocket, baseUrl: "https://app.example/", now: world.clock.now, setTimeout: world.clock.setTimeout,
-    clearTimeout: world.clock.clearTimeout, events: null, log: () => {},
+    clearTimeout: world.clock.clearTimeout, random: () => 0.5, events: null, log: () => {},
   });
   await settle();
   assert.equal(sockets[0].url, "wss://app.example/ws/feed");
-  assert.deepEqual(sockets[0].protocols.slice(0, 2), ["feed.v1", "starlette-refresh"]);
-  sockets[0].accept("feed.v1");
+  // no protocol of the feed's own: the marker and the token only, so the server selects the marker
+  assert.deepEqual(sockets[0].protocols, ["starlette-refresh", `starlette-refresh.bearer.${tab.manager.accessToken}`]);
+  sockets[0].accept("starlette-refresh");
   assert.deepEqual(JSON.parse(sockets[0].sent[0]), { type: "resume", after: null });
   sockets[0].receive(JSON.stringify({ id: 7, text: "hello" }));
   assert.deepEqual(updates, [{ id: 7, text: "hello" }]);
 
   await world.clock.advance(810_000); // the manager refreshes before the token ends
-  sockets[0].drop(4401, "token expired"); // the server ends the socket of the old token
-  await settle();
-  assert.equal(world.server.refreshCalls.length, 2, "the reconnect needed no refresh of its own");
+  assert.equal(world.server.refreshCalls.length, 2);
+  assert.deepEqual(sockets[0].sent.slice(1), [`starlette-refresh.renew ${tab.manager.accessToken}`]);
+  sockets[0].receive(`starlette-refresh.renewed ${expOf(tab.manager.accessToken)}`); // the server's answer
+  assert.equal(feed.renewals, 1);
+  assert.deepEqual(updates, [{ id: 7, text: "hello" }], "the answer is the socket's, not an update");
+  await world.clock.advance(100_000); // past the first token's end: the same connection lives on
+  sockets[0].receive(JSON.stringify({ id: 8, text: "still here" }));
+  assert.equal(sockets.length, 1);
+  assert.equal(feed.state, "open");
+  assert.deepEqual(updates.map(({ id }) => id), [7, 8]);
+
+  sockets[0].drop(1012, "service restart"); // the connection drops: updates sent meanwhile are lost
+  await world.clock.advance(750); // random() 0.5: the first backoff
+  assert.equal(sockets.length, 2);
   assert.equal(sockets[1].token, tab.manager.accessToken);
-  sockets[1].accept("feed.v1");
-  assert.deepEqual(JSON.parse(sockets[1].sent[0]), { type: "resume", after: 7 });
+  assert.equal(world.server.refreshCalls.length, 2, "the reconnect needed no refresh of its own");
+  sockets[1].accept("starlette-refresh");
+  assert.deepEqual(JSON.parse(sockets[1].sent[0]), { type: "resume", after: 8 });
 
   await tab.manager.logout();
   assert.equal(feed.state, "closed");

@@ -31,6 +31,9 @@ import fakeredis
 import pytest
 from packaging.requirements import Requirement
 
+import starlette_refresh
+from starlette_refresh import TokenAuth
+from starlette_refresh.clock import Clock
 from tests.support.processes import REPO_ROOT
 
 #: Documents whose blocks are tested elsewhere: static/README.md by static/tests/examples.test.mjs.
@@ -275,11 +278,18 @@ def backticked(cell: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def example_module(name: str, monkeypatch: pytest.MonkeyPatch, secret: str) -> Iterator[ModuleType]:
+def example_module(
+    name: str, monkeypatch: pytest.MonkeyPatch, secret: str, clock: Clock | None = None
+) -> Iterator[ModuleType]:
     """``examples/<name>.py`` imported afresh with ``JWT_SECRET`` and ``REDIS_URL`` set, as a reader
-    would run it, with its store swapped for fakeredis (the URL is never connected)."""
+    would run it, with its store swapped for fakeredis (the URL is never connected).
+
+    With a ``clock``, the ``TokenAuth`` the example imports from ``starlette_refresh`` runs on it
+    unless the example passes its own (so a test can move token lifetimes without sleeping)."""
     monkeypatch.setenv("JWT_SECRET", secret)
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    if clock is not None:
+        monkeypatch.setattr(starlette_refresh, "TokenAuth", _on_clock(clock))
     qualified = f"examples.{name}"
     sys.modules.pop(qualified, None)
     module = importlib.import_module(qualified)
@@ -288,6 +298,15 @@ def example_module(name: str, monkeypatch: pytest.MonkeyPatch, secret: str) -> I
         yield module
     finally:
         sys.modules.pop(qualified, None)
+
+
+def _on_clock(clock: Clock) -> type[TokenAuth]:
+    class TokenAuthOnClock(TokenAuth):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("clock", clock)
+            super().__init__(*args, **kwargs)
+
+    return TokenAuthOnClock
 
 
 __all__ = [
