@@ -46,6 +46,8 @@ CLOSE_TOKEN_ENDED = 4401
 RENEW_PREFIX = f"{SOCKET_PROTOCOL}.renew "
 #: The middleware's answer to a renewal: ``starlette-refresh.renewed <exp, Unix seconds>``.
 RENEWED_PREFIX = f"{SOCKET_PROTOCOL}.renewed "
+#: At a socket's end, how long to wait for a frame the client may already have sent (a renewal).
+_WAITING_FRAME_SECONDS = 0.05
 
 
 class TokenWindow(NamedTuple):
@@ -136,10 +138,11 @@ class _TokenSocket:
     """One open WebSocket authenticated by a token: the app's messages pass through, and the
     socket is closed when the token's validity ends or its session is revoked.
 
-    Once it has accepted with the marker selected, a reader task takes the client's frames from the
-    server, handles renewals itself and hands every other message to the app through a one-message
-    slot. So renewals are read even while the app only sends (a live feed), and a client still cannot
-    make us buffer more than one frame the app has not asked for.
+    Renewals are read where the frames already flow: the app's own receive handles them and goes
+    on to the next frame, so an app that reads pays no extra hop per frame. An app that is not
+    reading when the socket's end comes (a live feed only sends) has its waiting frames read then:
+    renewals are handled, and the first other frame stays for the app's next receive, so a client
+    cannot make us buffer more than that one frame.
     """
 
     def __init__(self, scope: Scope, send: Send, session_id: str, clock: Clock, renew: Renew) -> None:
@@ -153,20 +156,21 @@ class _TokenSocket:
         self._closed = False
         self._ended_by_us = False
         self._finished = False
+        self._renewable = False  # the handshake selected the marker
         self._window = TokenWindow(0.0, 0)
         self._expiry: asyncio.Task[None] | None = None
         self._revoked_ending: asyncio.Task[None] | None = None
         self._receive: Receive | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._inbox: asyncio.Queue[Message | BaseException] = asyncio.Queue(maxsize=1)
-        self._disconnect: Message | None = None
+        self._receiving = 0  # the app's receive calls in progress
+        self._waiting_frame: asyncio.Future[Message] | None = None  # read by us, not yet the app's
 
     async def serve(
         self, app: ASGIApp, receive: Receive, window: TokenWindow, watch: WatchRevocation
     ) -> None:
         loop = asyncio.get_running_loop()
         self._receive = receive
-        self._end_at(window)
+        self._window = window
+        self._expiry = loop.create_task(self._expire(), name="starlette-refresh socket expiry")
 
         def on_revoked() -> None:
             # RevocationList calls this wherever the revocation arrives; the ending runs in our loop.
@@ -178,55 +182,48 @@ class _TokenSocket:
         finally:
             self._finished = True
             unwatch()
-            for task in (self._expiry, self._reader):
-                if task is not None:
-                    task.cancel()
-            tasks = {task for task in (self._expiry, self._revoked_ending, self._reader) if task is not None}
+            tasks = {task for task in (self._expiry, self._revoked_ending, self._waiting_frame) if task}
+            for task in tasks:
+                task.cancel()
             # wait(), not gather(): if our own task is cancelled meanwhile (a server shutting the app
             # down), the CancelledError it raises carries that cancellation, not our tasks' ones, so a
             # cancel scope (anyio's, Starlette's TestClient's) still recognises it as its own.
             await asyncio.wait(tasks)
 
     async def receive(self) -> Message:
-        """The app's receive: straight from the server until the reader runs, then from its slot."""
+        """The app's receive: the server's next message, with renewals taken out and handled."""
         assert self._receive is not None
-        if self._reader is None:
-            message = await self._receive()
-            if message["type"] == "websocket.disconnect":
-                self._closed = True
-            return message
-        if self._disconnect is not None and self._inbox.empty():
-            return self._disconnect  # the server answers every receive after a disconnect with it
-        item = await self._inbox.get()
-        if isinstance(item, BaseException):
-            raise item
-        return item
+        self._receiving += 1
+        try:
+            while True:
+                if self._waiting_frame is not None:
+                    frame, self._waiting_frame = self._waiting_frame, None
+                    message = await frame
+                else:
+                    message = await self._receive()
+                token = self._renewal_token(message)
+                if token is None:
+                    break
+                await self._renewal(token)
+        finally:
+            self._receiving -= 1
+        if message["type"] == "websocket.disconnect":
+            self._closed = True
+        return message
 
-    async def _read(self) -> None:
-        """Takes the client's frames from the server: renewals are ours, the rest go to the app."""
-        assert self._receive is not None
-        while True:
-            try:
-                message = await self._receive()
-            except Exception as exc:  # the server's receive failed: the app's next receive raises it
-                await self._inbox.put(exc)
-                return
-            if message["type"] == "websocket.disconnect":
-                self._closed = True
-                self._disconnect = message
-                await self._inbox.put(message)
-                return
-            text = message.get("text") if message["type"] == "websocket.receive" else None
-            if isinstance(text, str) and text.startswith(RENEW_PREFIX):
-                await self._renewal(text[len(RENEW_PREFIX) :])
-                continue
-            await self._inbox.put(message)
+    def _renewal_token(self, message: Message) -> str | None:
+        if not self._renewable or message["type"] != "websocket.receive":
+            return None
+        text = message.get("text")
+        if isinstance(text, str) and text.startswith(RENEW_PREFIX):
+            return text[len(RENEW_PREFIX) :]
+        return None
 
     async def _renewal(self, token: str) -> None:
         if self._closed:
             return  # too late: the close is sent, or the client has left
         try:
-            renewal = self._renew(token)
+            window = self._renew(token)
         except InvalidToken as error:
             logger.info(
                 "websocket renewal refused (%s)",
@@ -235,18 +232,16 @@ class _TokenSocket:
             )
             await self._end("renewal refused", "renewal_refused")
             return
-        if renewal.valid_until > self._window.valid_until:
-            self._end_at(renewal)  # an older token, still valid, never shortens the socket
+        if window.valid_until > self._window.valid_until:
+            self._window = window  # an older token, still valid, never shortens the socket
         expires_at = self._window.expires_at
         async with self._sending:
             if self._closed:
                 return
             await self._send({"type": "websocket.send", "text": f"{RENEWED_PREFIX}{expires_at}"})
-        logger.debug(
-            "websocket renewed until %d",
-            expires_at,
-            extra=log_fields("socket_renewal", outcome="renewed", session=self._session_id),
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            fields = log_fields("socket_renewal", outcome="renewed", session=self._session_id)
+            logger.debug("websocket renewed until %d", expires_at, extra=fields)
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -256,11 +251,8 @@ class _TokenSocket:
             await self._send(message)
         if kind == "websocket.close" or kind == "websocket.http.response.start":
             self._closed = True
-        elif kind == "websocket.accept" and self._reader is None and self._selects_marker(message):
-            # Before the accept the only message is websocket.connect, which the app has read.
-            self._reader = asyncio.get_running_loop().create_task(
-                self._read(), name="starlette-refresh socket reader"
-            )
+        elif kind == "websocket.accept":
+            self._renewable = self._selects_marker(message)
 
     def _selects_marker(self, accept: Message) -> bool:
         """True when the handshake ends with the marker selected: by the app, or for it."""
@@ -269,18 +261,37 @@ class _TokenSocket:
             return bool(chosen == SOCKET_PROTOCOL)
         return SOCKET_PROTOCOL in (self._scope.get("subprotocols") or ())  # what _selecting_marker does
 
-    def _end_at(self, window: TokenWindow) -> None:
-        """(Re)schedules the close at the end of ``window``."""
-        if self._expiry is not None:
-            self._expiry.cancel()
-        self._window = window
-        self._expiry = asyncio.get_running_loop().create_task(
-            self._expire(window.valid_until), name="starlette-refresh socket expiry"
-        )
+    async def _expire(self) -> None:
+        """Ends the socket at the end of its window, which renewals may have moved meanwhile."""
+        while True:
+            await sleep_until(self._clock, self._window.valid_until)
+            await self._read_waiting_renewals()
+            if self._clock() < self._window.valid_until:
+                continue  # renewed
+            await self._end("token expired", "expired")
+            return
 
-    async def _expire(self, valid_until: float) -> None:
-        await sleep_until(self._clock, valid_until)
-        await self._end("token expired", "expired")
+    async def _read_waiting_renewals(self) -> None:
+        """At the socket's end, while the app is not reading: handles the renewals the client has
+        already sent, up to the first other frame, which stays for the app's next receive."""
+        assert self._receive is not None
+        while self._renewable and not self._closed and self._receiving == 0:
+            if self._waiting_frame is None:
+                self._waiting_frame = asyncio.ensure_future(self._receive())
+            frame = self._waiting_frame
+            # A frame the server already holds comes at once; the app's next receive takes the read
+            # if none does. Never cancelled: a server need not keep a message whose read was cancelled.
+            await asyncio.wait({frame}, timeout=_WAITING_FRAME_SECONDS)
+            if not frame.done() or self._waiting_frame is not frame or frame.exception() is not None:
+                return  # nothing waiting, the app took it, or the read failed (the app's to see)
+            message = frame.result()
+            token = self._renewal_token(message)
+            if token is None:
+                if message["type"] == "websocket.disconnect":
+                    self._closed = True  # nothing to close
+                return
+            self._waiting_frame = None
+            await self._renewal(token)
 
     def _end_for_revocation(self) -> None:
         if self._finished or self._closed or self._revoked_ending is not None:

@@ -378,11 +378,68 @@ def test_a_renewal_is_read_while_the_app_only_sends(client: TestClient, clock: M
         assert ws.receive_json() == {"tick": 0}
         clock.advance(ACCESS_TTL - 30)
         assert ws.receive_json() == {"tick": 1}
-        ws.send_text(RENEW_PREFIX + refreshed(client))  # the feed never reads; the middleware does
-        assert receive_within(ws)["text"].startswith(RENEWED_PREFIX)
-        clock.advance(30 + LEEWAY)  # the first token's end
+        second = refreshed(client)
+        ws.send_text(RENEW_PREFIX + second)  # the feed never reads: the frame waits in the server
+        clock.advance(30 + LEEWAY)  # the first token's end: the middleware reads what waits
+        assert receive_within(ws) == {
+            "type": "websocket.send",
+            "text": f"{RENEWED_PREFIX}{expires_at(second)}",
+        }
         clock.advance(FEED_EVERY * 2 - ACCESS_TTL - LEEWAY)
         assert ws.receive_json() == {"tick": 2}  # sent after the first token's end
+
+
+def next_non_tick(ws: Any) -> Any:
+    """The next message the socket sends that is not one of the feed's ticks."""
+    message = receive_within(ws)
+    while message.get("text", "").startswith('{"tick"'):
+        message = receive_within(ws)
+    return message
+
+
+def test_a_feed_that_never_reads_takes_every_renewal_waiting_at_its_end(
+    client: TestClient, clock: ManualClock
+) -> None:
+    """Three renewals sent while the feed never reads: at the first token's end the middleware
+    reads all three, and the socket then ends with the last one."""
+    first = log_in(client)
+    with client.websocket_connect("/feed", subprotocols=token_protocols(first)) as ws:
+        assert ws.receive_json() == {"tick": 0}
+        renewals = []
+        for _ in range(3):
+            clock.advance(60)
+            renewals.append(refreshed(client))
+            ws.send_text(RENEW_PREFIX + renewals[-1])
+        clock.advance(ACCESS_TTL + LEEWAY - 180)  # the first token's end
+        for renewal in renewals:
+            assert next_non_tick(ws)["text"] == f"{RENEWED_PREFIX}{expires_at(renewal)}"
+        clock.advance(180 - 1)  # one second before the last renewal's end: still open
+        assert receive_within(ws) == {"type": "websocket.send", "text": '{"tick":2}'}
+        clock.advance(1)
+        assert next_non_tick(ws) == {
+            "type": "websocket.close",
+            "code": CLOSE_TOKEN_ENDED,
+            "reason": "token expired",
+        }
+
+
+def test_a_data_frame_waiting_before_a_renewal_is_kept_for_the_app_and_the_socket_ends(
+    client: TestClient, clock: ManualClock
+) -> None:
+    """The middleware keeps at most one frame the app has not asked for: a data frame in front of
+    the renewal stays for the app, and the socket ends with its token as without renewal."""
+    first = log_in(client)
+    with client.websocket_connect("/feed", subprotocols=token_protocols(first)) as ws:
+        assert ws.receive_json() == {"tick": 0}
+        clock.advance(60)
+        ws.send_text("data the feed never reads")
+        ws.send_text(RENEW_PREFIX + refreshed(client))
+        clock.advance(ACCESS_TTL + LEEWAY - 60)
+        assert next_non_tick(ws) == {
+            "type": "websocket.close",
+            "code": CLOSE_TOKEN_ENDED,
+            "reason": "token expired",
+        }
 
 
 def test_a_revoked_session_cannot_open_a_socket(client: TestClient) -> None:
@@ -420,8 +477,7 @@ def run_token_socket(clock: ManualClock, *, client_leaves: bool, subprotocols: l
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(receive(), timeout=0.05)
         clock.advance(11)  # past the deadline, with the app still running
-        for _ in range(5):
-            await asyncio.sleep(0)  # let the expiry task run
+        await asyncio.sleep(0.3)  # the expiry task runs (it may first wait 50 ms for a renewal)
 
     def no_renewals(token: str) -> TokenWindow:
         raise InvalidToken("no renewals in this test")
