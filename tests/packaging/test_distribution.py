@@ -1,9 +1,11 @@
 """The built wheel and sdist: what they contain, and a wheel installed into a fresh venv that serves the JS.
 
 Builds both with ``python -m build`` (an isolated build with hatchling from the package index), then
-installs the wheel and its dependencies into a new virtual environment that cannot see this checkout.
-There it imports the package, checks ``py.typed``, and drives ``auth.static_files()`` as a raw ASGI
-app. The browser modules it serves must be byte-for-byte copies of the files in ``static/``.
+installs the wheel and its dependencies into a new virtual environment that cannot see this checkout,
+with redis-py pinned to the OLDEST release the package allows (the suite itself runs on the newest).
+There it imports the package, checks ``py.typed``, drives ``auth.static_files()`` as a raw ASGI app
+(the browser modules it serves must be byte-for-byte copies of the files in ``static/``), and runs a
+session's life against a real redis-server: start-up checks, login, refresh, an outage, logout.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ import os
 import subprocess
 import sys
 import tarfile
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
 
-from tests.support.processes import REPO_ROOT
+from tests.support.processes import REPO_ROOT, RedisServer, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -72,6 +77,47 @@ print(json.dumps({
     "other": asyncio.run(get("/package.json"))[0],
 }))
 """
+
+
+STORE_IN_FRESH_VENV = r"""
+import asyncio, json, sys
+import redis
+from starlette_refresh import StoreUnavailable, TokenAuth
+from starlette_refresh.errors import InvalidGrant
+
+async def main(url, dead_url):
+    auth = TokenAuth(secret_key="packaging-test-secret-0123456789-0123456789", redis_url=url)
+    await auth.startup()  # ping, scripts, clock offset, persistence and replication checks
+    issued = await auth.sessions.login("alice", {}, "packaging test")
+    rotated = await auth.sessions.refresh(issued.refresh_token)
+    again = await auth.sessions.refresh(issued.refresh_token)  # within the grace window
+    await auth.sessions.logout(rotated.refresh_token)
+    try:
+        await auth.sessions.refresh(again.refresh_token)
+        after_logout = "refreshed"
+    except InvalidGrant as refused:
+        after_logout = str(refused)
+    await auth.shutdown()
+    down = TokenAuth(secret_key="packaging-test-secret-0123456789-0123456789", redis_url=dead_url,
+                     store_timeout=0.5)
+    try:
+        await down.sessions.login("alice", {}, "packaging test")
+        outage = "logged in"
+    except StoreUnavailable as unavailable:
+        outage = type(unavailable).__name__
+    return {"redis_py": redis.__version__, "generations": [issued.refresh_token.split(".")[3],
+            rotated.refresh_token.split(".")[3]], "after_logout": after_logout, "outage": outage}
+
+print(json.dumps(asyncio.run(main(sys.argv[1], sys.argv[2]))))
+"""
+
+
+def oldest_redis_py() -> str:
+    """The lowest redis-py release pyproject.toml allows (its ``>=`` bound)."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    (redis,) = (Requirement(r) for r in project["dependencies"] if Requirement(r).name == "redis")
+    (lowest,) = (spec.version for spec in redis.specifier if spec.operator == ">=")
+    return lowest
 
 
 #: The browser files the wheel ships and static_files() serves, with their media types.
@@ -136,16 +182,24 @@ def test_the_sdist_carries_the_sources_the_module_and_its_npm_manifest(dist: Pat
         assert needed in names, needed
 
 
-def test_the_installed_wheel_imports_and_serves_the_refresh_manager(dist: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def fresh_venv(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new venv with the wheel installed, and redis-py at the oldest release it allows; its python."""
     (wheel,) = dist.glob("*.whl")
-    venv = tmp_path / "venv"
-    run([sys.executable, "-m", "venv", str(venv)], tmp_path)
+    where = tmp_path_factory.mktemp("venv")
+    venv = where / "venv"
+    run([sys.executable, "-m", "venv", str(venv)], where)
     python = venv / "bin" / "python"
-    run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)], tmp_path)
+    pin = f"redis=={oldest_redis_py()}"
+    run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel), pin], where)
+    return python
 
-    report = json.loads(run([str(python), "-c", SERVE_IN_FRESH_VENV, *BROWSER_FILES], tmp_path, timeout=60))
 
-    assert report["file"].startswith(str(venv)), report["file"]  # the wheel, not this checkout
+def test_the_installed_wheel_imports_and_serves_the_refresh_manager(fresh_venv: Path, tmp_path: Path) -> None:
+    served = run([str(fresh_venv), "-c", SERVE_IN_FRESH_VENV, *BROWSER_FILES], tmp_path, timeout=60)
+    report = json.loads(served)
+
+    assert report["file"].startswith(str(fresh_venv.parent.parent)), report["file"]  # not this checkout
     assert report["py_typed"] is True
     assert report["served"] == {
         name: [200, media_type, sha256(REPO_ROOT / "static" / name)]
@@ -155,3 +209,18 @@ def test_the_installed_wheel_imports_and_serves_the_refresh_manager(dist: Path, 
     # The optional extras are not installed there: importing them says which extra to install.
     assert 'pip install "starlette-refresh[prometheus]"' in report["without_prometheus"]
     assert 'pip install "starlette-refresh[fastapi]"' in report["without_fastapi"]
+
+
+def test_the_installed_wheel_keeps_sessions_on_the_oldest_redis_py_it_allows(
+    fresh_venv: Path, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """With the old ``>=5.0`` bound, redis-py 5.0.8 could be installed, and the store failed on it: it
+    lacks names the store uses (a backoff class, two exception classes). The bound is now the oldest
+    release this passes on."""
+    live, dead = redis_server.url, f"redis://127.0.0.1:{free_port()}/0"
+    report = json.loads(run([str(fresh_venv), "-c", STORE_IN_FRESH_VENV, live, dead], tmp_path, timeout=60))
+
+    assert Version(report["redis_py"]) == Version(oldest_redis_py())
+    assert report["generations"] == ["0", "1"]
+    assert report["after_logout"] == "refresh token is invalid or revoked"
+    assert report["outage"] == "StoreUnavailable"
