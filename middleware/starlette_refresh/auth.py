@@ -151,6 +151,7 @@ class TokenAuth:
             endpoints=self.endpoints,
             clock=self.clock,
             revocations=self.revocations,
+            observer=self.observer,
             on_startup=self.startup,
             on_shutdown=self.shutdown,
         )

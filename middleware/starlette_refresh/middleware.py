@@ -20,6 +20,7 @@ from .access_tokens import AccessTokenCodec
 from .clock import Clock
 from .endpoints import AuthEndpoints
 from .errors import AuthError, InvalidRequest, InvalidToken
+from .observe import Observer
 from .revocations import RevocationList
 from .settings import Settings
 from .sockets import TokenWindow, authorization_from_subprotocols, serve_anonymous_socket, serve_token_socket
@@ -50,6 +51,7 @@ class TokenAuthMiddleware:
         endpoints: AuthEndpoints,
         clock: Clock,
         revocations: RevocationList,
+        observer: Observer,
         on_startup: Hook,
         on_shutdown: Hook,
     ) -> None:
@@ -59,6 +61,7 @@ class TokenAuthMiddleware:
         self.endpoints = endpoints
         self.clock = clock
         self.revocations = revocations
+        self.observer = observer
         self.on_startup = on_startup
         self.on_shutdown = on_shutdown
         # Authorization headers already verified, by their raw bytes: a repeat skips the parsing too.
@@ -129,6 +132,7 @@ class TokenAuthMiddleware:
             clock=self.clock,
             watch_revocation=self.revocations.watch,
             renew=partial(self._renewal, claims["sid"]),
+            observer=self.observer,
         )
 
     def _renewal(self, session_id: str, token: str) -> TokenWindow:

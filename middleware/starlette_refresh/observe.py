@@ -30,9 +30,16 @@ StoreOutcome = Literal["ok", "unavailable", "error"]
 """How a store operation ended: ``ok``, ``unavailable`` (an outage: answered 503) or ``error`` (any
 other exception, such as a refused command or a bug)."""
 
+SocketEvent = Literal["opened", "renewed", "renewal_refused", "expired", "revoked", "ended"]
+"""What happened to a WebSocket opened with a token: ``opened`` (the app accepted it), ``renewed`` or
+``renewal_refused`` (an in-band renewal; a refused one also closes the socket), ``expired`` or
+``revoked`` (the middleware closed it with 4401 for that reason) and ``ended`` (the app returned from
+a socket it had accepted, however it ended). ``opened`` minus ``ended`` is the sockets open now."""
+
 REFRESH_OUTCOMES: tuple[RefreshOutcome, ...] = get_args(RefreshOutcome)
 REVOCATION_KINDS: tuple[RevocationKind, ...] = get_args(RevocationKind)
 STORE_OUTCOMES: tuple[StoreOutcome, ...] = get_args(StoreOutcome)
+SOCKET_EVENTS: tuple[SocketEvent, ...] = get_args(SocketEvent)
 
 
 class Observer(Protocol):
@@ -51,6 +58,9 @@ class Observer(Protocol):
         """One store operation (``rotate``, ``create``, ``revoke``...) took ``seconds``, including any
         wait for a free connection."""
 
+    def websocket(self, event: SocketEvent) -> None:
+        """Something happened to a WebSocket opened with a token (see :data:`SocketEvent`)."""
+
 
 class NullObserver:
     """The default :class:`Observer`: ignores everything."""
@@ -65,6 +75,9 @@ class NullObserver:
         """Ignored."""
 
     def store_operation(self, operation: str, seconds: float, outcome: StoreOutcome) -> None:
+        """Ignored."""
+
+    def websocket(self, event: SocketEvent) -> None:
         """Ignored."""
 
 

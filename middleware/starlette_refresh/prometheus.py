@@ -13,13 +13,21 @@ docs/observability.md lists the metrics, their labels and example queries.
 from __future__ import annotations
 
 try:
-    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides the package
     raise ImportError(
         'starlette_refresh.prometheus needs prometheus_client: pip install "starlette-refresh[prometheus]"'
     ) from exc
 
-from .observe import REFRESH_OUTCOMES, REVOCATION_KINDS, RefreshOutcome, RevocationKind, StoreOutcome
+from .observe import (
+    REFRESH_OUTCOMES,
+    REVOCATION_KINDS,
+    SOCKET_EVENTS,
+    RefreshOutcome,
+    RevocationKind,
+    SocketEvent,
+    StoreOutcome,
+)
 
 __all__ = ["STORE_BUCKETS", "PrometheusMetrics"]
 
@@ -42,15 +50,19 @@ the top bucket lies past the default ``store_timeout`` (2 s), where operations f
 
 
 class PrometheusMetrics:
-    """Counts logins, refreshes by outcome and revoked sessions by kind, and times store operations.
+    """Counts logins, refreshes by outcome, revoked sessions by kind and WebSocket events, keeps the
+    number of open WebSockets, and times store operations.
 
     Metrics (with the default ``namespace``): ``starlette_refresh_logins_total``,
     ``starlette_refresh_refreshes_total{outcome}``, ``starlette_refresh_revocations_total{kind}``
-    (sessions ended) and ``starlette_refresh_store_operation_seconds{operation,outcome}``.
+    (sessions ended), ``starlette_refresh_websocket_events_total{event}``,
+    ``starlette_refresh_websockets_open`` and
+    ``starlette_refresh_store_operation_seconds{operation,outcome}``.
 
     Create one per process and registry (a second one on the same registry is refused as a duplicate);
-    several :class:`~starlette_refresh.TokenAuth` instances may share it. Every refresh outcome and
-    revocation kind is created at zero up front, so rates and ratios exist before the first event.
+    several :class:`~starlette_refresh.TokenAuth` instances may share it. Every refresh outcome,
+    revocation kind and WebSocket event is created at zero up front, so rates and ratios exist before
+    the first event.
     """
 
     def __init__(
@@ -78,6 +90,20 @@ class PrometheusMetrics:
             namespace=namespace,
             registry=registry,
         )
+        self.websocket_events = Counter(
+            "websocket_events",
+            "WebSockets opened with a token, by event: opened, renewed, renewal_refused, expired, "
+            "revoked (closed with 4401 for that reason), ended.",
+            ["event"],
+            namespace=namespace,
+            registry=registry,
+        )
+        self.websockets_open = Gauge(
+            "websockets_open",
+            "WebSockets opened with a token and open now, in this process.",
+            namespace=namespace,
+            registry=registry,
+        )
         self.store_operations = Histogram(
             "store_operation_seconds",
             "Duration of session store operations (including any wait for a connection), by operation "
@@ -90,6 +116,7 @@ class PrometheusMetrics:
         # Children looked up once: the hooks run on every request, and labels() takes a lock.
         self._refreshes = {outcome: self.refreshes.labels(outcome) for outcome in REFRESH_OUTCOMES}
         self._revocations = {kind: self.revocations.labels(kind) for kind in REVOCATION_KINDS}
+        self._websocket_events = {event: self.websocket_events.labels(event) for event in SOCKET_EVENTS}
         # Not created up front: one histogram per operation and outcome would add hundreds of series
         # that mostly stay empty.
         self._store: dict[tuple[str, str], Histogram] = {}
@@ -111,6 +138,17 @@ class PrometheusMetrics:
         if child is None:
             child = self._revocations[kind] = self.revocations.labels(kind)
         child.inc(sessions)
+
+    def websocket(self, event: SocketEvent) -> None:
+        """Counts one WebSocket event; ``opened`` and ``ended`` also move the open sockets gauge."""
+        child = self._websocket_events.get(event)
+        if child is None:
+            child = self._websocket_events[event] = self.websocket_events.labels(event)
+        child.inc()
+        if event == "opened":
+            self.websockets_open.inc()
+        elif event == "ended":
+            self.websockets_open.dec()
 
     def store_operation(self, operation: str, seconds: float, outcome: StoreOutcome) -> None:
         """Observes one store operation's duration."""

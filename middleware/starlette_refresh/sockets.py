@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .clock import Clock, sleep_until
 from .errors import InvalidRequest, InvalidToken
-from .observe import log_fields
+from .observe import Observer, SocketEvent, log_fields
 
 logger = logging.getLogger("starlette_refresh.sockets")
 
@@ -108,11 +108,13 @@ async def serve_token_socket(
     clock: Clock,
     watch_revocation: WatchRevocation,
     renew: Renew,
+    observer: Observer,
 ) -> None:
     """Runs the app for a WebSocket opened with a token, and closes the socket with 4401 at the end
     of the token's ``window`` (on ``clock``) or when ``session_id`` is revoked. On a socket that
-    selected the marker, ``renew`` checks the tokens of in-band renewals."""
-    socket = _TokenSocket(scope, _selecting_marker(scope, send), session_id, clock, renew)
+    selected the marker, ``renew`` checks the tokens of in-band renewals. ``observer`` hears what
+    happens to the socket once the app accepted it."""
+    socket = _TokenSocket(scope, _selecting_marker(scope, send), session_id, clock, renew, observer)
     await socket.serve(app, receive, window, watch_revocation)
 
 
@@ -145,12 +147,16 @@ class _TokenSocket:
     cannot make us buffer more than that one frame.
     """
 
-    def __init__(self, scope: Scope, send: Send, session_id: str, clock: Clock, renew: Renew) -> None:
+    def __init__(
+        self, scope: Scope, send: Send, session_id: str, clock: Clock, renew: Renew, observer: Observer
+    ) -> None:
         self._scope = scope
         self._send = send
         self._session_id = session_id
         self._clock = clock
         self._renew = renew
+        self._observer = observer
+        self._accepted = False
         # The app's sends and our close must not interleave on the server's connection.
         self._sending = asyncio.Lock()
         self._closed = False
@@ -182,6 +188,8 @@ class _TokenSocket:
         finally:
             self._finished = True
             unwatch()
+            if self._accepted:
+                self._observer.websocket("ended")
             tasks = {task for task in (self._expiry, self._revoked_ending, self._waiting_frame) if task}
             for task in tasks:
                 task.cancel()
@@ -232,6 +240,7 @@ class _TokenSocket:
             )
             await self._end("renewal refused", "renewal_refused")
             return
+        self._observer.websocket("renewed")
         if window.valid_until > self._window.valid_until:
             self._window = window  # an older token, still valid, never shortens the socket
         expires_at = self._window.expires_at
@@ -253,6 +262,8 @@ class _TokenSocket:
             self._closed = True
         elif kind == "websocket.accept":
             self._renewable = self._selects_marker(message)
+            self._accepted = True
+            self._observer.websocket("opened")
 
     def _selects_marker(self, accept: Message) -> bool:
         """True when the handshake ends with the marker selected: by the app, or for it."""
@@ -302,7 +313,7 @@ class _TokenSocket:
             self._end("session revoked", "revoked"), name="starlette-refresh socket revocation"
         )
 
-    async def _end(self, reason: str, outcome: str) -> None:
+    async def _end(self, reason: str, outcome: SocketEvent) -> None:
         async with self._sending:
             if self._closed:
                 return
@@ -311,6 +322,7 @@ class _TokenSocket:
                 await self._send({"type": "websocket.close", "code": CLOSE_TOKEN_ENDED, "reason": reason})
             except OSError:
                 return  # the client left meanwhile
+        self._observer.websocket(outcome)
         fields = log_fields(
             "socket_closed", outcome=outcome, session=self._session_id, path=self._scope["path"]
         )

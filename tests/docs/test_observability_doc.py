@@ -153,6 +153,7 @@ def _exported() -> dict[str, tuple[str, set[str]]]:
 LABEL_VALUES: dict[tuple[str, str], set[str]] = {
     ("starlette_refresh_refreshes_total", "outcome"): set(observe.REFRESH_OUTCOMES),
     ("starlette_refresh_revocations_total", "kind"): set(observe.REVOCATION_KINDS),
+    ("starlette_refresh_websocket_events_total", "event"): set(observe.SOCKET_EVENTS),
 }
 
 
@@ -194,6 +195,8 @@ def test_metrics_table_is_what_prometheus_metrics_registers() -> None:
             families[name] = (kind, labels)
         if kind == "histogram" and name.endswith("_count"):
             families[name.removesuffix("_count")] = (kind, labels)
+        if kind == "gauge":
+            families[name] = (kind, labels)
     assert documented == families
 
 
@@ -203,6 +206,8 @@ def test_outcome_kind_and_operation_lists_are_the_codes() -> None:
     assert [backticked(row[0])[0] for row in outcomes] == list(observe.REFRESH_OUTCOMES)
     kinds = markdown_table(OBSERVABILITY, "`revocations_total{kind}`:", "kind")
     assert [backticked(row[0])[0] for row in kinds] == list(observe.REVOCATION_KINDS)
+    events = markdown_table(OBSERVABILITY, "`websocket_events_total{event}`:", "event")
+    assert [backticked(row[0])[0] for row in events] == list(observe.SOCKET_EVENTS)
     listed = search(r"`operation` is the store method: (.*?)\.\n", text, re.DOTALL).group(1)
     guarded = re.findall(r'_guard\("(\w+)"\)', (PACKAGE / "store.py").read_text())
     assert set(backticked(listed)) == set(guarded)
@@ -227,7 +232,7 @@ def test_observer_shown_is_the_real_protocol() -> None:
     shown = _methods(ast.parse(OBSERVER.text), "Observer")
     real = _methods(ast.parse(inspect.getsource(observe)), "Observer")
     assert shown == real
-    assert len(shown) == 4  # "any object with these four methods"
+    assert len(shown) == 5  # "any object with these five methods"
     assert "class Observer(Protocol):" in OBSERVER.text
 
 

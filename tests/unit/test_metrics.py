@@ -28,8 +28,9 @@ from starlette.testclient import TestClient
 
 import starlette_refresh
 from starlette_refresh import ManualClock, NullObserver, TokenAuth, fingerprint
-from starlette_refresh.observe import REFRESH_OUTCOMES, REVOCATION_KINDS
+from starlette_refresh.observe import REFRESH_OUTCOMES, REVOCATION_KINDS, SOCKET_EVENTS
 from starlette_refresh.prometheus import PrometheusMetrics
+from starlette_refresh.sockets import RENEW_PREFIX, SOCKET_PROTOCOL, TOKEN_PROTOCOL_PREFIX
 from starlette_refresh.store import RedisStore
 from tests.apps import build_app
 
@@ -102,6 +103,10 @@ def refreshes(registry: CollectorRegistry) -> dict[str, float | None]:
 
 def revocations(registry: CollectorRegistry) -> dict[str, float | None]:
     return {kind: sample(registry, "revocations_total", kind=kind) for kind in REVOCATION_KINDS}
+
+
+def websocket_events(registry: CollectorRegistry) -> dict[str, float | None]:
+    return {event: sample(registry, "websocket_events_total", event=event) for event in SOCKET_EVENTS}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,3 +401,42 @@ def test_the_prometheus_module_says_which_extra_to_install(monkeypatch: pytest.M
     monkeypatch.delitem(sys.modules, "starlette_refresh.prometheus")
     with pytest.raises(ImportError, match=r'pip install "starlette-refresh\[prometheus\]"'):
         importlib.import_module("starlette_refresh.prometheus")
+
+
+def test_websocket_events_and_the_open_sockets_gauge(
+    make_client: Callable[..., TestClient], registry: CollectorRegistry, clock: ManualClock
+) -> None:
+    client = make_client(access_ttl=300, leeway=0)
+    assert websocket_events(registry) == dict.fromkeys(SOCKET_EVENTS, 0.0)
+    assert sample(registry, "websockets_open") == 0.0
+    (renewing, renewing_refresh), (revoked, _), (expiring, _) = login(client), login(client), login(client)
+
+    def protocols(token: str) -> list[str]:
+        return [SOCKET_PROTOCOL, TOKEN_PROTOCOL_PREFIX + token]
+
+    with (
+        client.websocket_connect("/ws/echo", subprotocols=protocols(renewing)) as a,
+        client.websocket_connect("/ws/echo", headers=bearer(revoked)) as b,
+        client.websocket_connect("/ws/echo", subprotocols=protocols(expiring)) as c,
+    ):
+        for ws in (a, b, c):
+            ws.receive_json()
+        assert sample(registry, "websockets_open") == 3.0
+        renewed = client.post("/auth/refresh", json={"refresh_token": renewing_refresh})
+        a.send_text(RENEW_PREFIX + renewed.json()["access_token"])
+        assert a.receive_text().startswith("starlette-refresh.renewed ")
+        a.send_text(RENEW_PREFIX + "not-a-token")
+        assert a.receive()["reason"] == "renewal refused"
+        assert client.post("/auth/logout", headers=bearer(revoked)).status_code == 204
+        assert b.receive()["reason"] == "session revoked"
+        clock.advance(300)  # the third token's end (the first was renewed, the second is gone)
+        assert c.receive()["reason"] == "token expired"
+    assert websocket_events(registry) == {
+        "opened": 3.0,
+        "renewed": 1.0,
+        "renewal_refused": 1.0,
+        "expired": 1.0,
+        "revoked": 1.0,
+        "ended": 3.0,
+    }
+    assert sample(registry, "websockets_open") == 0.0

@@ -20,7 +20,7 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from starlette_refresh import ManualClock, TokenAuth
+from starlette_refresh import ManualClock, NullObserver, TokenAuth
 from starlette_refresh.clock import sleep_until
 from starlette_refresh.errors import InvalidToken
 from starlette_refresh.sockets import (
@@ -414,7 +414,10 @@ def test_a_feed_that_never_reads_takes_every_renewal_waiting_at_its_end(
         for renewal in renewals:
             assert next_non_tick(ws)["text"] == f"{RENEWED_PREFIX}{expires_at(renewal)}"
         clock.advance(180 - 1)  # one second before the last renewal's end: still open
-        assert receive_within(ws) == {"type": "websocket.send", "text": '{"tick":2}'}
+        tick = receive_within(ws)
+        if tick["text"] == '{"tick":1}':  # it may have come after the renewals' answers
+            tick = receive_within(ws)
+        assert tick == {"type": "websocket.send", "text": '{"tick":2}'}
         clock.advance(1)
         assert next_non_tick(ws) == {
             "type": "websocket.close",
@@ -494,6 +497,7 @@ def run_token_socket(clock: ManualClock, *, client_leaves: bool, subprotocols: l
             clock=clock,
             watch_revocation=lambda session_id, on_revoked: lambda: None,
             renew=no_renewals,
+            observer=NullObserver(),
         )
     )
     return sent
