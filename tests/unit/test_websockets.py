@@ -77,12 +77,16 @@ def socket_app(auth: TokenAuth, log: SocketLog) -> Starlette:
             return
 
     async def feed(websocket: WebSocket) -> None:
-        """Sends a tick every FEED_EVERY seconds of the auth's clock and never reads."""
+        """Sends a tick every FEED_EVERY seconds of the auth's clock and never reads; stops when a
+        send finds the socket closed (the middleware may close it at the same clock move)."""
         await websocket.accept()
         opened = auth.clock()
         for tick in itertools.count():
             await sleep_until(auth.clock, opened + tick * FEED_EVERY)
-            await websocket.send_json({"tick": tick})
+            try:
+                await websocket.send_json({"tick": tick})
+            except WebSocketDisconnect:
+                return
 
     async def sessions(request: Request) -> Response:
         return JSONResponse({"sid": request.user.session_id})
