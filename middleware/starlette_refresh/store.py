@@ -34,6 +34,10 @@ Outcome = Literal["rotated", "grace", "reused", "expired", "revoked", "missing"]
 
 # How long before our own timeout a rotation must have run, so that its answer can still reach us.
 _DEADLINE_MARGIN = 0.1
+# How late a WAIT may answer after its timeout: Redis times blocked clients out on its event loop's
+# ticks, 1/hz apart (hz 10 by default). Measured: WAIT 1 350 answered after 400 ms, WAIT 1 400 after
+# up to 499 ms.
+_WAIT_OVERSHOOT = 0.1
 
 # ResponseError prefixes that mean "not now" rather than "this command is wrong".
 _TRANSIENT_PREFIXES = (
@@ -367,7 +371,7 @@ class RedisStore:
         past the operation's own timeout (``bound``), so that a WAIT which finds the replicas behind
         answers "replicas behind" before we give up on it. A command we give up on costs its
         connection, which redis-py drops. A rotation never waits (see ``rotate``)."""
-        wait_ms = min(self._wait_ms, int(self._seconds_left(bound) * 1000))
+        wait_ms = min(self._wait_ms, int((self._seconds_left(bound) - _WAIT_OVERSHOOT) * 1000))
         return {"replicas": self._replicas, "wait_ms": max(1, wait_ms)}  # WAIT 0 would never time out
 
     async def replication(self) -> int | None:
