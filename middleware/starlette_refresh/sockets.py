@@ -94,7 +94,11 @@ def authorization_from_subprotocols(scope: Scope, authorization: list[bytes]) ->
 
 async def serve_anonymous_socket(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
     """Runs the app for a WebSocket on an excluded path opened without a token."""
-    await app(scope, receive, _selecting_marker(scope, send))
+
+    async def selecting_send(message: Message) -> None:
+        await send(_with_marker(scope, message))
+
+    await app(scope, receive, selecting_send)
 
 
 async def serve_token_socket(
@@ -114,21 +118,20 @@ async def serve_token_socket(
     of the token's ``window`` (on ``clock``) or when ``session_id`` is revoked. On a socket that
     selected the marker, ``renew`` checks the tokens of in-band renewals. ``observer`` hears what
     happens to the socket once the app accepted it."""
-    socket = _TokenSocket(scope, _selecting_marker(scope, send), session_id, clock, renew, observer)
+    socket = _TokenSocket(scope, send, session_id, clock, renew, observer)
     await socket.serve(app, receive, window, watch_revocation)
 
 
-def _selecting_marker(scope: Scope, send: Send) -> Send:
-    """``send``, selecting the marker on accept when the client offered it and the app chose none."""
-    if SOCKET_PROTOCOL not in (scope.get("subprotocols") or ()):
-        return send
-
-    async def selecting_send(message: Message) -> None:
-        if message["type"] == "websocket.accept" and not message.get("subprotocol"):
-            message = {**message, "subprotocol": SOCKET_PROTOCOL}
-        await send(message)
-
-    return selecting_send
+def _with_marker(scope: Scope, message: Message) -> Message:
+    """``message``, or the accept selecting the marker when the client offered it and the app chose
+    no subprotocol (a browser fails a handshake that selects none of the protocols it offered)."""
+    if (
+        message["type"] == "websocket.accept"
+        and not message.get("subprotocol")
+        and SOCKET_PROTOCOL in (scope.get("subprotocols") or ())
+    ):
+        return {**message, "subprotocol": SOCKET_PROTOCOL}
+    return message
 
 
 class SocketEnded(OSError):
@@ -253,6 +256,7 @@ class _TokenSocket:
             logger.debug("websocket renewed until %d", expires_at, extra=fields)
 
     async def send(self, message: Message) -> None:
+        message = _with_marker(self._scope, message)
         kind = message["type"]
         async with self._sending:
             if self._ended_by_us:
@@ -261,16 +265,9 @@ class _TokenSocket:
         if kind == "websocket.close" or kind == "websocket.http.response.start":
             self._closed = True
         elif kind == "websocket.accept":
-            self._renewable = self._selects_marker(message)
+            self._renewable = message.get("subprotocol") == SOCKET_PROTOCOL
             self._accepted = True
             self._observer.websocket("opened")
-
-    def _selects_marker(self, accept: Message) -> bool:
-        """True when the handshake ends with the marker selected: by the app, or for it."""
-        chosen = accept.get("subprotocol")
-        if chosen:
-            return bool(chosen == SOCKET_PROTOCOL)
-        return SOCKET_PROTOCOL in (self._scope.get("subprotocols") or ())  # what _selecting_marker does
 
     async def _expire(self) -> None:
         """Ends the socket at the end of its window, which renewals may have moved meanwhile."""
