@@ -129,3 +129,48 @@ def test_the_deadline_ends_with_the_operations_own_timeout(waited: float) -> Non
     expected = started + TIMEOUT - 0.1
     # Scheduling may start the operation a little after `started`, never before it.
     assert expected <= sent[0] / 1000 + 0.002 < expected + 0.15
+
+
+@pytest.mark.parametrize(("waited", "expected_ms"), [(0.0, 500), (0.6, 200)])
+def test_a_logins_wait_for_replicas_ends_before_the_operations_own_timeout(
+    waited: float, expected_ms: int
+) -> None:
+    """``WAIT`` gets ``replica_ack_timeout`` (0.5 s), cut to what the operation has left less the
+    answer's margin (0.1 s) and Redis's late timeouts (0.1 s): after 0.6 s for its turn, 0.2 s."""
+    waits: list[int] = []
+
+    class Pipeline:
+        def __init__(self) -> None:
+            self.commands: list[tuple[Any, ...]] = []
+
+        async def __aenter__(self) -> Pipeline:
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            return None
+
+        def execute_command(self, *args: Any, **options: Any) -> None:
+            self.commands.append(args)
+
+        async def execute(self, raise_on_error: bool = True) -> list[Any]:
+            (wait,) = [c for c in self.commands if c[0] == "WAIT"]
+            waits.append(int(wait[2]))
+            return [[], 1]  # nothing evicted; one replica acknowledged
+
+    class RecordingRedis:
+        async def ping(self) -> None:
+            await asyncio.sleep(waited)
+
+        def pipeline(self, transaction: bool = True) -> Pipeline:
+            return Pipeline()
+
+    async def scenario() -> None:
+        store = RedisStore(RecordingRedis(), timeout=TIMEOUT, max_connections=1, replica_acks=1)
+        holder = asyncio.create_task(store.ping())
+        await asyncio.sleep(0)
+        await store.create(TAG, SID, "alice", "{}", "test", 0, HOUR_MS, HOUR_MS, 10)
+        await holder
+
+    asyncio.run(scenario())
+    # Scheduling may only shorten what is left, and by a few milliseconds.
+    assert expected_ms - 50 < waits[0] <= expected_ms
