@@ -10,7 +10,7 @@ import time
 import httpx2
 import jwt
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
@@ -23,16 +23,28 @@ from starlette_refresh.sockets import (
 )
 from tests.integration.helpers import app_env, login, refresh
 from tests.support.fixtures import AppServerFactory
-from tests.support.processes import RedisServer
+from tests.support.processes import AppServer, RedisServer
 
 APP = "tests.apps:app_from_env"
+
+
+def ws_url(app: AppServer, path: str) -> str:
+    return app.url.replace("http://", "ws://") + path
+
+
+async def close_from_server(ws: ClientConnection) -> tuple[int, str]:
+    """The code and reason of the close frame the server sends next (within 10 s)."""
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(ws.recv(), timeout=10)
+    assert closed.value.rcvd is not None, "the connection ended without a close frame from the server"
+    return closed.value.rcvd.code, closed.value.rcvd.reason
 
 
 def test_websocket_handshake_needs_a_valid_access_token(
     redis_server: RedisServer, app_server_factory: AppServerFactory
 ) -> None:
     app = app_server_factory(APP, app_env(redis_server), factory=True)
-    url = app.url.replace("http://", "ws://") + "/ws"
+    url = ws_url(app, "/ws")
     issued = login(app)
 
     async def scenario() -> None:
@@ -64,7 +76,7 @@ def test_a_browser_style_handshake_offers_the_token_as_a_subprotocol(
     redis_server: RedisServer, app_server_factory: AppServerFactory
 ) -> None:
     app = app_server_factory(APP, app_env(redis_server), factory=True)
-    url = app.url.replace("http://", "ws://") + "/ws/echo"
+    url = ws_url(app, "/ws/echo")
     issued = login(app)
 
     async def scenario() -> None:
@@ -81,20 +93,20 @@ def test_an_open_socket_is_closed_with_4401_when_its_token_expires(
     redis_server: RedisServer, app_server_factory: AppServerFactory
 ) -> None:
     app = app_server_factory(APP, app_env(redis_server, SR_ACCESS_TTL="2", SR_LEEWAY="0"), factory=True)
-    url = app.url.replace("http://", "ws://") + "/ws/echo"
+    url = ws_url(app, "/ws/echo")
     issued = login(app)
+
+    exp = jwt.decode(issued["access_token"], options={"verify_signature": False})["exp"]
 
     async def scenario() -> float:
         async with connect(url, subprotocols=token_protocols(issued["access_token"])) as ws:
             assert json.loads(await ws.recv()) == {"sub": "42"}
             opened = time.monotonic()
-            with pytest.raises(ConnectionClosed) as closed:
-                await asyncio.wait_for(ws.recv(), timeout=10)
-            assert closed.value.rcvd is not None
-            assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (CLOSE_TOKEN_ENDED, "token expired")
+            assert await close_from_server(ws) == (CLOSE_TOKEN_ENDED, "token expired")
+            assert time.time() >= exp, "closed before the token's exp (no leeway here)"
             return time.monotonic() - opened
 
-    # Reported, not asserted: the socket lived out its token (2 s from the login) and no longer.
+    # How late after exp is reported, not asserted: that is the machine's timing.
     print(f"socket closed {asyncio.run(scenario()):.2f}s after it opened")
     assert "websocket closed (token expired)" in app.log_text()
 
@@ -104,7 +116,7 @@ def test_a_logout_on_another_instance_closes_the_socket(
 ) -> None:
     holding = app_server_factory(APP, app_env(redis_server), factory=True)
     other = app_server_factory(APP, app_env(redis_server), factory=True)
-    url = holding.url.replace("http://", "ws://") + "/ws/echo"
+    url = ws_url(holding, "/ws/echo")
     doomed, bystander = login(holding), login(holding)
 
     async def scenario() -> None:
@@ -120,13 +132,7 @@ def test_a_logout_on_another_instance_closes_the_socket(
                 timeout=10,
             )
             assert answer.status_code == 204
-            with pytest.raises(ConnectionClosed) as closed:
-                await asyncio.wait_for(ws.recv(), timeout=10)
-            assert closed.value.rcvd is not None
-            assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
-                CLOSE_TOKEN_ENDED,
-                "session revoked",
-            )
+            assert await close_from_server(ws) == (CLOSE_TOKEN_ENDED, "session revoked")
             await survivor.send("still here")
             assert await survivor.recv() == "echo still here"
 
@@ -143,7 +149,7 @@ def test_a_socket_renewed_in_band_outlives_its_tokens(
     env = app_env(redis_server, SR_ACCESS_TTL="2", SR_LEEWAY="0")
     holding = app_server_factory(APP, env, factory=True)
     other = app_server_factory(APP, env, factory=True)
-    url = holding.url.replace("http://", "ws://") + "/ws/echo"
+    url = ws_url(holding, "/ws/echo")
     issued = login(holding)
 
     async def scenario() -> int:
@@ -163,10 +169,8 @@ def test_a_socket_renewed_in_band_outlives_its_tokens(
                 renewals += 1
             await ws.send("still one connection")
             assert await ws.recv() == "echo still one connection"
-            with pytest.raises(ConnectionClosed) as closed:  # no more renewals
-                await asyncio.wait_for(ws.recv(), timeout=10)
-            assert closed.value.rcvd is not None
-            assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (CLOSE_TOKEN_ENDED, "token expired")
+            # no more renewals
+            assert await close_from_server(ws) == (CLOSE_TOKEN_ENDED, "token expired")
         return renewals
 
     assert asyncio.run(scenario()) >= 8
