@@ -52,6 +52,17 @@ function slowRefresh(world) {
   return gate;
 }
 
+/** A started tab whose refresh is in flight (held by `gate`) when a socket is created on it. */
+async function connectDuringRefresh() {
+  const world = makeWorld();
+  const tab = world.openTab();
+  await tab.manager.start();
+  const gate = slowRefresh(world);
+  void tab.manager.refresh();
+  const s = await connect({ world, tab, start: false });
+  return { gate, s };
+}
+
 describe("bearerProtocols", () => {
   it("offers the app's protocols, then the marker, then the token entry", () => {
     assert.equal(SOCKET_PROTOCOL, "starlette-refresh");
@@ -112,17 +123,12 @@ describe("connecting", () => {
   });
 
   it("waits for a running refresh, and restores a session the manager has not started", async () => {
-    const world = makeWorld();
-    const tab = world.openTab();
-    await tab.manager.start();
-    const gate = slowRefresh(world);
-    void tab.manager.refresh();
-    const s = await connect({ world, tab, start: false });
+    const { gate, s } = await connectDuringRefresh();
     assert.equal(s.sockets.length, 0, "no socket while the manager is refreshing");
     gate.resolve();
     await settle();
-    assert.equal(s.last.token, world.server.current);
-    assert.equal(world.server.refreshCalls.length, 2, "shared the manager's refresh");
+    assert.equal(s.last.token, s.world.server.current);
+    assert.equal(s.world.server.refreshCalls.length, 2, "shared the manager's refresh");
 
     const fresh = await connect({ start: false });
     assert.equal(fresh.world.server.refreshCalls.length, 1);
@@ -605,12 +611,7 @@ describe("close(), send() and stale sockets", () => {
   });
 
   it("close() while a refresh is awaited opens no socket; on an open socket it passes code and reason", async () => {
-    const world = makeWorld();
-    const tab = world.openTab();
-    await tab.manager.start();
-    const gate = slowRefresh(world);
-    void tab.manager.refresh();
-    const s = await connect({ world, tab, start: false });
+    const { gate, s } = await connectDuringRefresh();
     s.ws.close();
     gate.resolve();
     await settle();
