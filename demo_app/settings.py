@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from starlette_refresh.settings import MAX_LEEWAY
+
 logger = logging.getLogger("demo_app")
 
 #: The demo's one user. The password is public on purpose: this is a demo.
@@ -105,9 +107,9 @@ def load_settings(environ: Mapping[str, str] | None = None, *, cwd: Path | None 
             f"REFRESH_TOKEN_TTL ({refresh_ttl}s)"
         )
     leeway = _whole_number(env, "LEEWAY_SECONDS", 10, unit="seconds", minimum=0)
-    if leeway > 300:
+    if leeway > MAX_LEEWAY:  # the library's bound, named here by the variable the user set
         raise SettingsError(
-            f"LEEWAY_SECONDS must be at most 300, got {leeway}; fix the servers' clocks instead"
+            f"LEEWAY_SECONDS must be at most {MAX_LEEWAY}, got {leeway}; fix the servers' clocks instead"
         )
     host = _get(env, "HOST") or "127.0.0.1"
     if any(c.isspace() for c in host) or "/" in host:

@@ -17,6 +17,8 @@ from .errors import ConfigurationError
 SameSite = Literal["strict", "lax", "none"]
 
 DAY = 86_400
+#: The most clock skew ``leeway`` may tolerate, in seconds: more means clocks to fix, not to excuse.
+MAX_LEEWAY = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +77,7 @@ class Settings:
         _positive_int("max_claims_bytes", self.max_claims_bytes)
         if not isinstance(self.leeway, int) or isinstance(self.leeway, bool) or self.leeway < 0:
             raise ConfigurationError(f"leeway must be a whole number of seconds >= 0, got {self.leeway!r}")
-        if self.leeway > 300:
+        if self.leeway > MAX_LEEWAY:
             raise ConfigurationError(
                 f"leeway={self.leeway} is more than 5 minutes; fix the servers' clocks instead"
             )

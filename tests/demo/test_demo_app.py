@@ -344,6 +344,10 @@ def test_blank_variables_count_as_unset(tmp_path: Path) -> None:
         ),
         ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY must be at least 1, got '0'"),
         (
+            {"LEEWAY_SECONDS": "301"},
+            "LEEWAY_SECONDS must be at most 300, got 301; fix the servers' clocks instead",
+        ),
+        (
             {"COOKIE_SECURE": "maybe"},
             "COOKIE_SECURE must be true or false (also 1/0, yes/no, on/off), got 'maybe'",
         ),
