@@ -76,12 +76,20 @@ def test_watching_an_already_revoked_session_calls_back_at_once(clock: ManualClo
     assert heard == ["revoked"]
 
 
-def test_an_expired_announcement_wakes_no_watcher(clock: ManualClock) -> None:
+def test_the_durable_record_wakes_watchers_of_live_revocations_only(clock: ManualClock) -> None:
+    """merge() (the reload after the feed reconnects) tells watchers of what it learns, as add() does,
+    but not of a revocation already over."""
     revoked = RevocationList(clock)
     heard: list[str] = []
-    revoked.watch(SID, lambda: heard.append("revoked"))
-    revoked.merge({entry_for(TAG, SID): int((clock() - 1) * 1000)})  # already over: nothing to stop
-    assert heard == []
+    revoked.watch(SID, lambda: heard.append("expired one"))
+    revoked.watch("B" * 22, lambda: heard.append("live one"))
+    revoked.merge(
+        {
+            entry_for(TAG, SID): int((clock() - 1) * 1000),  # already over: nothing to stop
+            entry_for(TAG, "B" * 22): int((clock() + 60) * 1000),
+        }
+    )
+    assert heard == ["live one"]
 
 
 @pytest.mark.parametrize(
