@@ -9,7 +9,8 @@ import fakeredis
 import pytest
 from starlette.testclient import TestClient
 
-from starlette_refresh import ManualClock, TokenAuth
+from starlette_refresh import TokenAuth
+from starlette_refresh.testing import ManualClock
 from tests.apps import SECRET, build_app
 
 pytest_plugins = ["tests.support.fixtures", "tests.support.topology_fixtures"]

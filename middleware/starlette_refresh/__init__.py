@@ -4,7 +4,7 @@ The public surface is :class:`TokenAuth`; see the README for the HTTP contract.
 """
 
 from .auth import TokenAuth
-from .clock import Clock, ManualClock, system_clock
+from .clock import Clock, system_clock
 from .errors import (
     AuthError,
     ConfigurationError,
@@ -32,7 +32,6 @@ __all__ = [
     "InvalidRequest",
     "InvalidToken",
     "KeyRing",
-    "ManualClock",
     "NullObserver",
     "Observer",
     "RedisStore",

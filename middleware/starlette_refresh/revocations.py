@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -210,7 +209,7 @@ class RevocationFeed:
         if live and not self.live:
             logger.info("revocation feed live (%d revocations in force)", len(self.revocations))
         if live != self.live:
-            self._since = time.time()
+            self._since = self.clock()
         self.live = live
 
 

@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import time
 import traceback
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -23,6 +22,7 @@ from typing import Any, Literal, Protocol
 import redis
 from redis import exceptions as redis_errors
 
+from .clock import real_time, stopwatch
 from .errors import StoreUnavailable
 from .lua import SCRIPTS
 from .observe import NullObserver, Observer, log_fields
@@ -217,7 +217,7 @@ class RedisStore:
         self._turns: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self._replicas = replica_acks
         self._wait_ms = max(1, int(replica_ack_timeout * 1000))
-        self._redis_clock_offset: float | None = None  # Redis TIME minus our time.time(), seconds
+        self._redis_clock_offset: float | None = None  # Redis TIME minus our real time, seconds
         self._observer: Observer = observer if observer is not None else NullObserver()
 
     @property
@@ -246,9 +246,9 @@ class RedisStore:
 
     async def _calibrate(self) -> None:
         """Measures how far Redis's clock is from ours, so rotation deadlines mean the same on both."""
-        sent = time.time()
+        sent = real_time()
         seconds, micros = await self.redis.time()
-        received = time.time()
+        received = real_time()
         self._redis_clock_offset = seconds + micros / 1e6 - (sent + received) / 2
 
     async def close(self) -> None:
@@ -457,7 +457,7 @@ class RedisStore:
         leave the client holding a token one generation behind.
         """
         assert self._redis_clock_offset is not None
-        return int((time.time() + self._redis_clock_offset + self._seconds_left(bound)) * 1000)
+        return int((real_time() + self._redis_clock_offset + self._seconds_left(bound)) * 1000)
 
     def _seconds_left(self, bound: asyncio.Timeout) -> float:
         """How long Redis may still take over a command before ``bound`` expires, keeping the margin
@@ -484,17 +484,17 @@ class RedisStore:
     async def _guard(self, operation: str) -> AsyncIterator[asyncio.Timeout]:
         """Bounds the time of one store operation (yielding that bound), maps transient failures to
         StoreUnavailable and reports the operation's duration and outcome to the observer."""
-        started = time.perf_counter()
+        started = stopwatch()
         try:
             async with self._mapped_failures(operation) as bound:
                 yield bound
         except StoreUnavailable:
-            self._observer.store_operation(operation, time.perf_counter() - started, "unavailable")
+            self._observer.store_operation(operation, stopwatch() - started, "unavailable")
             raise
         except Exception:  # not BaseException: a cancelled operation says nothing about the store
-            self._observer.store_operation(operation, time.perf_counter() - started, "error")
+            self._observer.store_operation(operation, stopwatch() - started, "error")
             raise
-        elapsed = time.perf_counter() - started
+        elapsed = stopwatch() - started
         self._observer.store_operation(operation, elapsed, "ok")
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(

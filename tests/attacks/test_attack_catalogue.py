@@ -34,8 +34,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from starlette.testclient import TestClient
 
-from starlette_refresh import ManualClock, SigningKey, TokenAuth
+from starlette_refresh import SigningKey, TokenAuth
 from starlette_refresh.refresh_tokens import MAX_GENERATION, RefreshTokenCodec
+from starlette_refresh.testing import ManualClock
 from tests.apps import SECRET, build_app
 
 BASE_URL = "https://testserver"

@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient, WebSocketDenialResponse
 
-from starlette_refresh import ManualClock, TokenAuth
+from starlette_refresh import TokenAuth
 from starlette_refresh.errors import ConfigurationError
 from starlette_refresh.observe import NullObserver
 from starlette_refresh.sockets import (
@@ -35,6 +35,7 @@ from starlette_refresh.sockets import (
     SOCKET_PROTOCOL,
     TOKEN_PROTOCOL_PREFIX,
 )
+from starlette_refresh.testing import ManualClock
 from tests.apps import SECRET, build_app
 from tests.docs.blocks import (
     REPO_ROOT,

@@ -42,7 +42,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from starlette_refresh import InvalidGrant, InvalidToken, ManualClock, TokenAuth
+from starlette_refresh import InvalidGrant, InvalidToken, TokenAuth
+from starlette_refresh.testing import ManualClock
 from tests.apps import SECRET
 from tests.support.processes import RedisServer
 

@@ -15,10 +15,11 @@ import fakeredis
 import pytest
 import redis.asyncio as aioredis
 
-from starlette_refresh import InvalidGrant, ManualClock, TokenAuth
+from starlette_refresh import InvalidGrant, TokenAuth
 from starlette_refresh.revocations import entry_for
 from starlette_refresh.sessions import SessionService
 from starlette_refresh.store import RedisStore
+from starlette_refresh.testing import ManualClock
 from tests.apps import SECRET
 from tests.support.processes import RedisServer
 

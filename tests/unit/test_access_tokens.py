@@ -22,14 +22,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from starlette.testclient import TestClient
 
-from starlette_refresh import (
-    ConfigurationError,
-    InvalidToken,
-    KeyRing,
-    ManualClock,
-    SigningKey,
-    TokenAuth,
-)
+from starlette_refresh import ConfigurationError, InvalidToken, KeyRing, SigningKey, TokenAuth
+from starlette_refresh.testing import ManualClock
 from tests.apps import SECRET, build_app
 
 Factory = Callable[..., TokenAuth]

@@ -6,8 +6,8 @@ import asyncio
 import threading
 import time
 
-from starlette_refresh import ManualClock
 from starlette_refresh.clock import sleep_until
+from starlette_refresh.testing import ManualClock
 
 
 def test_a_manual_clock_wakes_sleepers_when_advanced_past_their_moment() -> None:

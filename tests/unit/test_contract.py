@@ -23,7 +23,8 @@ import pytest
 from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from starlette_refresh import ManualClock, TokenAuth
+from starlette_refresh import TokenAuth
+from starlette_refresh.testing import ManualClock
 from tests.apps import build_app
 
 BASE_URL = "https://testserver"

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from starlette_refresh import ManualClock, TokenAuth
+from starlette_refresh import TokenAuth
+from starlette_refresh.testing import ManualClock
 from tests.apps import build_app
 
 ACCESS_TTL = 300  # what make_auth configures

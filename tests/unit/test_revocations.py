@@ -9,8 +9,9 @@ from collections.abc import Callable
 import pytest
 from starlette.testclient import TestClient
 
-from starlette_refresh import ManualClock, TokenAuth
+from starlette_refresh import TokenAuth
 from starlette_refresh.revocations import RevocationFeed, RevocationList, entry_for
+from starlette_refresh.testing import ManualClock
 from tests.apps import build_app
 
 TAG = "0123456789abcdef0123"

@@ -24,8 +24,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from starlette_refresh import ManualClock, TokenAuth
+from starlette_refresh import TokenAuth
 from starlette_refresh.revocations import entry_for
+from starlette_refresh.testing import ManualClock
 from starlette_refresh.token_cache import VerifiedTokens
 from tests.apps import SECRET
 

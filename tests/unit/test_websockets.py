@@ -20,7 +20,7 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from starlette_refresh import ManualClock, NullObserver, TokenAuth
+from starlette_refresh import NullObserver, TokenAuth
 from starlette_refresh.clock import sleep_until
 from starlette_refresh.errors import InvalidToken
 from starlette_refresh.sockets import (
@@ -32,6 +32,7 @@ from starlette_refresh.sockets import (
     TokenWindow,
     serve_token_socket,
 )
+from starlette_refresh.testing import ManualClock
 
 ACCESS_TTL = 300
 LEEWAY = 10
