@@ -35,13 +35,13 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from bench import SECRET
 from bench.refresh_cost import command_counts, percentile
+from harness.processes import RedisServer
 from starlette_refresh import TokenAuth
 from starlette_refresh.errors import InvalidGrant, StoreUnavailable
 from starlette_refresh.sessions import SessionService
 from starlette_refresh.store import RedisStore
-from tests.apps import SECRET
-from tests.support.processes import RedisServer
 
 TARGET_SESSIONS = 1_000_000
 CHECKPOINTS = (1_000, 10_000, 100_000, 1_000_000)

@@ -15,12 +15,12 @@ import tracemalloc
 
 from starlette.types import Receive, Scope, Send
 
+from bench import SECRET
 from starlette_refresh import TokenAuth
 from starlette_refresh.middleware import TokenAuthMiddleware
 from starlette_refresh.revocations import RevocationList, entry_for
 from starlette_refresh.testing import ManualClock
 
-SECRET = "bench-secret-0123456789-0123456789-0123456789-0123"  # noqa: S105 (a benchmark key)
 ENTRIES = 10_000
 
 

@@ -37,11 +37,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import SECRET
 from bench.apps import authx_token
+from harness.processes import AppServer, RedisServer
 from starlette_refresh import TokenAuth
-from tests.support.processes import AppServer, RedisServer
 
-SECRET = "bench-secret-0123456789-0123456789-0123456789-0123"  # noqa: S105 (a benchmark key)
 REFRESH_SESSIONS = 2_000
 AUTHX = importlib.util.find_spec("authx") is not None
 REFRESH_SCRIPT = Path(__file__).with_name("wrk") / "refresh.lua"

@@ -21,9 +21,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from bench import SECRET
+from harness.processes import RedisServer
 from starlette_refresh import TokenAuth
-from tests.apps import SECRET
-from tests.support.processes import RedisServer
 
 SAMPLES = 2000
 SESSIONS_FOR_MEMORY = 20_000

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bench import SECRET
 from starlette_refresh import TokenAuth
 from starlette_refresh.sockets import (
     RENEW_PREFIX,
@@ -54,7 +55,6 @@ from starlette_refresh.sockets import (
     TOKEN_PROTOCOL_PREFIX,
 )
 
-SECRET = "bench-secret-0123456789-0123456789-0123456789-0123"  # noqa: S105 (a benchmark key)
 START = 1_800_000_000.0
 ACCESS_TTL = 86_400  # a day: room for one renewal token a second (see the module docstring)
 SESSION_ID = "0" * 22

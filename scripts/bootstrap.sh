@@ -41,7 +41,7 @@ ensure_redis_server() {
         # The Debian package may auto-start its own service on 127.0.0.1:6379 (only
         # where an init system runs). It does not matter: the suite never touches
         # port 6379; every test starts its own redis-server on a free port via
-        # tests/support/processes.py. We deliberately leave that service alone.
+        # harness/processes.py. We deliberately leave that service alone.
         command -v redis-server >/dev/null 2>&1 || die "redis-server still not on PATH after install"
     fi
     redis-server --version

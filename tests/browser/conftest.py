@@ -21,9 +21,9 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from harness.processes import AppServer, RedisServer
 from tests.apps import SECRET
 from tests.support.fixtures import AppServerFactory
-from tests.support.processes import AppServer, RedisServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -12,8 +12,8 @@ import httpx2
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+from harness.processes import AppServer, RedisServer, free_port
 from tests.browser.conftest import BrowserLog, DemoFactory, log_in, refresh_count, wait_for_refresh_count
-from tests.support.processes import AppServer, RedisServer, free_port
 
 
 def server_refreshes(demo: AppServer) -> dict[str, int]:

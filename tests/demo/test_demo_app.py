@@ -34,8 +34,8 @@ from demo_app.settings import (
     load_or_create_secret,
     load_settings,
 )
+from harness.processes import REPO_ROOT, RedisServer, free_port
 from starlette_refresh.sockets import SOCKET_PROTOCOL, TOKEN_PROTOCOL_PREFIX
-from tests.support.processes import REPO_ROOT, RedisServer, free_port
 
 SECRET = "demo-test-secret-0123456789-0123456789-0123456789"
 CREDENTIALS = {"email": DEMO_EMAIL, "password": DEMO_PASSWORD}

@@ -24,10 +24,10 @@ from typing import Any
 import httpx2
 import pytest
 
+from harness.processes import AppServer, RedisServer
 from starlette_refresh.refresh_tokens import RefreshToken, RefreshTokenCodec
 from tests.apps import SECRET
 from tests.faults.load import SHARED_TLS
-from tests.support.processes import AppServer, RedisServer
 
 APP = "tests.apps:app_from_env"
 GRACE = 10.0

@@ -15,10 +15,10 @@ from __future__ import annotations
 import threading
 import time
 
+from harness.processes import RedisServer
 from tests.faults.load import LoadConfig, LoadDriver
 from tests.integration.helpers import app_env
 from tests.support.fixtures import AppServerFactory
-from tests.support.processes import RedisServer
 
 APP = "tests.apps:app_from_env"
 CLIENTS = 20

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import time
 
+from harness.processes import AppServer, RedisServer
 from tests.faults.load import Event, LoadConfig, LoadDriver, LoadReport
 from tests.integration.helpers import app_env
 from tests.support.fixtures import AppServerFactory
-from tests.support.processes import AppServer, RedisServer
 
 APP = "tests.apps:app_from_env"
 CLIENTS = 20

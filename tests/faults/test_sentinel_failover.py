@@ -33,11 +33,11 @@ from functools import partial
 import httpx2
 import pytest
 
+from harness.processes import AppServer, RedisServer
 from tests.faults.load import Event, LoadConfig, LoadDriver, LoadReport
 from tests.integration.helpers import login, me, refresh
 from tests.integration.test_revocation import seconds_until_refused
 from tests.support.fixtures import AppServerFactory
-from tests.support.processes import AppServer, RedisServer
 from tests.support.topologies import SentinelGroup
 from tests.support.topology_fixtures import SentinelGroupFactory
 

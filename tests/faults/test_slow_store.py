@@ -28,10 +28,10 @@ from dataclasses import dataclass
 import httpx2
 import redis
 
+from harness.processes import AppServer, RedisServer
 from tests.faults.load import SHARED_TLS, Event, LoadConfig, LoadDriver
 from tests.integration.helpers import app_env, login
 from tests.support.fixtures import AppServerFactory, RedisServerFactory
-from tests.support.processes import AppServer, RedisServer
 
 APP = "tests.apps:app_from_env"
 STORE_TIMEOUT = 0.5

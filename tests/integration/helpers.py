@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx2
 
-from tests.support.processes import AppServer, RedisServer
+from harness.processes import AppServer, RedisServer
 
 
 def app_env(redis: RedisServer, **overrides: str) -> dict[str, str]:

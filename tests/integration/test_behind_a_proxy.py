@@ -12,9 +12,9 @@ from __future__ import annotations
 import httpx2
 import pytest
 
+from harness.processes import AppServer, RedisServer
 from tests.integration.helpers import app_env, login
 from tests.support.fixtures import AppServerFactory
-from tests.support.processes import AppServer, RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -19,11 +19,11 @@ import pytest
 import redis
 from redis.cluster import RedisCluster as SyncRedisCluster
 
+from harness.processes import AppServer, RedisServer
 from tests.faults.load import LoadConfig, LoadDriver
 from tests.integration.helpers import login, me, refresh
 from tests.integration.test_revocation import REVOCATIONS, seconds_until_refused
 from tests.support.fixtures import AppServerFactory
-from tests.support.processes import AppServer, RedisServer
 from tests.support.topologies import LocalCluster
 from tests.support.topology_fixtures import LocalClusterFactory
 

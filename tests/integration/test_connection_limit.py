@@ -14,9 +14,9 @@ from collections import Counter
 
 import pytest
 
+from harness.processes import RedisServer
 from starlette_refresh import StoreUnavailable, TokenAuth
 from tests.apps import SECRET
-from tests.support.processes import RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -19,10 +19,10 @@ import httpx2
 import pytest
 from redis.cluster import ClusterNode, RedisCluster
 
+from harness.processes import AppServer
 from tests.faults.load import KINDS, SHARED_TLS, Event, LoadConfig, LoadDriver
 from tests.integration.helpers import login, me, refresh
 from tests.support.fixtures import AppServerFactory
-from tests.support.processes import AppServer
 from tests.support.topologies import LocalCluster
 
 pytestmark = pytest.mark.integration

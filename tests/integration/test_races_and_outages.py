@@ -7,11 +7,11 @@ import time
 
 import httpx2
 
+from harness.processes import AppServer, RedisServer
 from starlette_refresh.refresh_tokens import RefreshTokenCodec
 from tests.apps import SECRET
 from tests.integration.helpers import app_env, login, me, refresh
 from tests.support.fixtures import AppServerFactory, RedisServerFactory
-from tests.support.processes import AppServer, RedisServer
 
 APP = "tests.apps:app_from_env"
 

@@ -18,10 +18,10 @@ from contextlib import contextmanager
 import httpx2
 import pytest
 
+from harness.processes import AppServer, RedisServer
 from starlette_refresh.store import RedisStore, ReplicasBehind
 from tests.integration.helpers import app_env, login, me, refresh
 from tests.support.fixtures import AppServerFactory, RedisServerFactory
-from tests.support.processes import AppServer, RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import httpx2
 from starlette.testclient import TestClient
 
+from harness.processes import RedisServer
 from starlette_refresh import TokenAuth
 from tests.apps import SECRET, build_app
 from tests.integration.helpers import app_env, login, me, refresh
 from tests.support.fixtures import AppServerFactory
-from tests.support.processes import RedisServer
 
 APP = "tests.apps:app_from_env"
 

@@ -9,10 +9,10 @@ from collections.abc import Callable
 import httpx2
 import pytest
 
+from harness.processes import AppServer
 from tests.faults.load import SHARED_TLS
 from tests.integration.helpers import app_env, login, me, refresh
 from tests.support.fixtures import AppServerFactory, RedisServerFactory
-from tests.support.processes import AppServer
 
 APP = "tests.apps:app_from_env"
 

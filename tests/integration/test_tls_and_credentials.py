@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from harness.processes import AppServer, free_port
 from tests.integration.helpers import login, me, refresh
 from tests.support.fixtures import AppServerFactory, RedisServerFactory
-from tests.support.processes import AppServer, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -14,6 +14,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
+from harness.processes import AppServer, RedisServer
 from starlette_refresh.sockets import (
     CLOSE_TOKEN_ENDED,
     RENEW_PREFIX,
@@ -23,7 +24,6 @@ from starlette_refresh.sockets import (
 )
 from tests.integration.helpers import app_env, login, refresh
 from tests.support.fixtures import AppServerFactory
-from tests.support.processes import AppServer, RedisServer
 
 APP = "tests.apps:app_from_env"
 

@@ -24,7 +24,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from tests.support.processes import REPO_ROOT, RedisServer, free_port
+from harness.processes import REPO_ROOT, RedisServer, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -160,7 +160,7 @@ def test_the_wheel_carries_the_package_its_types_and_the_browser_module(dist: Pa
     assert {name for name in names if "/static/" in name} == {
         f"starlette_refresh/static/{name}" for name in BROWSER_FILES
     }
-    assert not any(name.startswith(("tests/", "demo_app/", "bench/")) for name in names)
+    assert not any(name.startswith(("tests/", "harness/", "demo_app/", "bench/")) for name in names)
 
 
 def test_the_sdist_carries_the_sources_the_module_and_its_npm_manifest(dist: Path) -> None:
@@ -178,6 +178,8 @@ def test_the_sdist_carries_the_sources_the_module_and_its_npm_manifest(dist: Pat
         "static/refresh-socket.d.ts",
         "static/package.json",
         "static/README.md",
+        # the tests in the sdist import their process harness from here
+        "harness/processes.py",
     ):
         assert needed in names, needed
 

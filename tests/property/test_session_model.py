@@ -42,10 +42,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from harness.processes import RedisServer
 from starlette_refresh import InvalidGrant, InvalidToken, TokenAuth
 from starlette_refresh.testing import ManualClock
 from tests.apps import SECRET
-from tests.support.processes import RedisServer
 
 if TYPE_CHECKING:
     from starlette_refresh.sessions import IssuedSession, SessionInfo, SessionService

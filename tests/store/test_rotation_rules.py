@@ -15,13 +15,13 @@ import fakeredis
 import pytest
 import redis.asyncio as aioredis
 
+from harness.processes import RedisServer
 from starlette_refresh import InvalidGrant, TokenAuth
 from starlette_refresh.revocations import entry_for
 from starlette_refresh.sessions import SessionService
 from starlette_refresh.store import RedisStore
 from starlette_refresh.testing import ManualClock
 from tests.apps import SECRET
-from tests.support.processes import RedisServer
 
 REFRESH_TTL = 3600
 ABSOLUTE_TTL = 4 * 3600

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import pytest
 
-from .processes import AppServer, RedisServer
+from harness.processes import AppServer, RedisServer
 
 __all__ = [
     "AppServerFactory",

@@ -1,6 +1,6 @@
 """Real local Redis Cluster and Redis Sentinel topologies for integration tests.
 
-Both topologies are built from :class:`~tests.support.processes.RedisServer` processes
+Both topologies are built from :class:`~harness.processes.RedisServer` processes
 bound to 127.0.0.1 on free ephemeral ports (never 6379), so they inherit its lifetime
 management: every process is killed at interpreter exit and dies with the test process.
 
@@ -15,7 +15,7 @@ Usage::
     with SentinelGroup(tmp_path / "sentinel") as group:
         new_primary = group.failover(kill=True)
 
-Every wait raises :class:`~tests.support.processes.ProcessError` with the tails of the
+Every wait raises :class:`~harness.processes.ProcessError` with the tails of the
 involved logs when the topology does not reach the expected state in time.
 """
 
@@ -35,7 +35,7 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.retry import Retry
 
-from .processes import ProcessError, RedisServer, free_port
+from harness.processes import ProcessError, RedisServer, free_port
 
 __all__ = [
     "CLUSTER_SLOTS",

@@ -16,7 +16,7 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
-from tests.support.processes import RedisServer
+from harness.processes import RedisServer
 from tests.support.topologies import CLUSTER_SLOTS, LocalCluster, SentinelGroup
 from tests.support.topology_fixtures import LocalClusterFactory
 

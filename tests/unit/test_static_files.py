@@ -11,8 +11,8 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
+from harness.processes import REPO_ROOT
 from starlette_refresh import ConfigurationError, TokenAuth, assets
-from tests.support.processes import REPO_ROOT
 
 STATIC = REPO_ROOT / "static"
 

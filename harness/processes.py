@@ -1,0 +1,646 @@
+"""Real ``redis-server`` and ``uvicorn`` processes for the tests and the benchmarks.
+
+It lives outside ``tests/`` so that ``bench/`` can start the same servers without importing the
+tests.  Everything binds to ``127.0.0.1`` on a free ephemeral port; nothing here ever talks to a
+Redis on the default port 6379.  Every process started through this module is tracked and
+terminated at interpreter exit (``atexit``), and on Linux it is additionally asked to die
+with the parent process (``PR_SET_PDEATHSIG``) so a crashed or SIGKILLed pytest or benchmark
+does not leave servers behind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+__all__ = [
+    "REPO_ROOT",
+    "AppServer",
+    "ProcessError",
+    "RedisServer",
+    "free_port",
+]
+
+#: Root of the repository (the directory holding ``pyproject.toml``).
+REPO_ROOT: Path = Path(__file__).resolve().parents[1]
+
+_LOCALHOST = "127.0.0.1"
+_STOP_TIMEOUT = 10.0
+_LOG_TAIL_LINES = 60
+
+
+class ProcessError(RuntimeError):
+    """A managed process failed to start, died unexpectedly or could not be stopped."""
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free at the time of the call.
+
+    The port is obtained by binding to port 0 and closing the socket again, so another
+    process could in principle grab it before the caller does; the servers below retry
+    with a fresh port when that race is lost on their first start.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((_LOCALHOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _port_accepts(port: int, timeout: float = 0.2) -> bool:
+    """Return True if a TCP connection to 127.0.0.1:``port`` succeeds."""
+    try:
+        with socket.create_connection((_LOCALHOST, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+    """Return the last ``lines`` lines of ``path`` (or a note that it does not exist)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return f"<{path} does not exist>"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+# --------------------------------------------------------------------------------------
+# Child-process lifetime management
+# --------------------------------------------------------------------------------------
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    """Return libc's ``prctl`` on Linux, else None (resolved once, in the parent)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+    prctl: Callable[..., int] = libc.prctl
+    return prctl
+
+
+_PRCTL = _load_prctl()
+
+
+def _make_preexec() -> Callable[[], None] | None:
+    """Build a ``preexec_fn`` that makes the child get SIGKILL when this process dies.
+
+    Only used when spawning from the main thread: PR_SET_PDEATHSIG fires when the
+    *thread* that forked the child exits, and the main thread lives as long as the
+    interpreter does.
+    """
+    prctl = _PRCTL
+    if prctl is None or threading.current_thread() is not threading.main_thread():
+        return None
+    parent_pid = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent_pid:  # parent already died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+_LIVE: set[_ManagedProcess] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def _cleanup_all() -> None:
+    """atexit hook: kill every process still tracked by this module."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for proc in live:
+        with contextlib.suppress(Exception):
+            proc.kill()
+
+
+atexit.register(_cleanup_all)
+
+
+class _ManagedProcess:
+    """Common spawn / stop / kill bookkeeping for one child process."""
+
+    _name: str = "process"
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._output: IO[bytes] | None = None
+
+    # -- hooks for subclasses ---------------------------------------------------------
+    def _describe_failure(self) -> str:  # pragma: no cover - overridden
+        return ""
+
+    # -- spawning ---------------------------------------------------------------------
+    def _spawn(
+        self,
+        argv: Sequence[str],
+        *,
+        output_path: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        if self.running:
+            raise ProcessError(f"{self._name} is already running (pid {self.pid})")
+        self._reap()
+        output_path.parent.mkdir(parents=True, exist_ok=True)
+        output = output_path.open("ab")
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=dict(env) if env is not None else None,
+                cwd=cwd,
+                preexec_fn=_make_preexec(),
+                close_fds=True,
+            )
+        except BaseException:
+            output.close()
+            raise
+        self._proc = proc
+        self._output = output
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+
+    def _reap(self) -> None:
+        """Forget a process that has exited and close its log handle."""
+        if self._output is not None:
+            self._output.close()
+            self._output = None
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+
+    # -- state ------------------------------------------------------------------------
+    @property
+    def pid(self) -> int | None:
+        """PID of the current child process, or None if never started."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        """True while the child process exists and has not exited."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        """Exit status of the last child process (None while running / never started).
+
+        Negative values mean "killed by signal -N", as in :mod:`subprocess`.
+        """
+        return self._proc.poll() if self._proc is not None else None
+
+    # -- stopping ---------------------------------------------------------------------
+    def _signal_and_wait(self, sig: signal.Signals, timeout: float) -> int | None:
+        proc = self._proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                proc.wait(timeout=_STOP_TIMEOUT)
+        self._reap()
+        return proc.returncode
+
+    def stop(self, timeout: float = _STOP_TIMEOUT) -> int | None:
+        """Stop gracefully with SIGTERM (SIGKILL after ``timeout`` s); idempotent.
+
+        Returns the exit status, or None if the process was never started.
+        """
+        return self._signal_and_wait(signal.SIGTERM, timeout)
+
+    def kill(self) -> int | None:
+        """Kill with SIGKILL (no graceful shutdown, no AOF flush) and wait; idempotent."""
+        return self._signal_and_wait(signal.SIGKILL, _STOP_TIMEOUT)
+
+    def wait_exit(self, timeout: float = _STOP_TIMEOUT) -> int:
+        """Wait for the process to exit on its own and return its exit status.
+
+        Meant for tests that expect a startup failure.  Raises :class:`ProcessError`
+        (after killing the process) if it is still running after ``timeout`` seconds.
+        """
+        proc = self._proc
+        if proc is None:
+            raise ProcessError(f"{self._name} was never started")
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise ProcessError(
+                f"{self._name} still running after {timeout}s; killed it.\n{self._describe_failure()}"
+            ) from None
+        self._reap()
+        return code
+
+    # -- context manager --------------------------------------------------------------
+    def start(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        if not self.running:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __del__(self) -> None:
+        # Last-resort safety net; normal code paths call stop()/kill() explicitly.
+        proc = getattr(self, "_proc", None)
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(Exception):
+                proc.kill()
+                proc.wait(timeout=_STOP_TIMEOUT)
+
+
+# --------------------------------------------------------------------------------------
+# redis-server
+# --------------------------------------------------------------------------------------
+
+
+class RedisServer(_ManagedProcess):
+    """A throw-away ``redis-server`` bound to 127.0.0.1 with its data in ``data_dir``.
+
+    With ``appendonly=True`` (the default) the server runs with ``appendfsync always``,
+    so every acknowledged write is on disk before the reply is sent and survives a
+    :meth:`kill` (SIGKILL) followed by :meth:`restart`.  RDB snapshots are disabled.
+
+    Usage::
+
+        with RedisServer(tmp_path / "redis") as server:
+            server.client().set("k", "v")
+            server.kill()
+            server.restart()
+            assert server.client().get("k") == b"v"
+    """
+
+    _name = "redis-server"
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        appendonly: bool = True,
+        extra_args: Sequence[str] = (),
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        """Prepare (but do not start) a server; ``port=None`` picks a free port now.
+
+        ``username``/``password`` are what this harness itself logs in with, for servers whose
+        ``extra_args`` require authentication (``--requirepass``, ``--user``).
+        """
+        super().__init__()
+        self.username = username
+        self.password = password
+        self.data_dir = Path(data_dir)
+        self.appendonly = appendonly
+        self.extra_args: list[str] = list(extra_args)
+        self._port_is_fixed = port is not None
+        self._port = port if port is not None else free_port()
+        self._ever_started = False
+
+    @property
+    def port(self) -> int:
+        """TCP port the server listens on (stable across :meth:`restart`)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:<port>/0``."""
+        return f"redis://{_LOCALHOST}:{self._port}/0"
+
+    @property
+    def log_path(self) -> Path:
+        """Redis' own log file (``--logfile``)."""
+        return self.data_dir / "redis.log"
+
+    @property
+    def output_path(self) -> Path:
+        """Captured stdout/stderr of the process (early startup errors land here)."""
+        return self.data_dir / "redis.stdout.log"
+
+    def log_text(self) -> str:
+        """Full text of the Redis log file ('' if it does not exist yet)."""
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def argv(self) -> list[str]:
+        """The exact command line used to start the server."""
+        executable = shutil.which("redis-server")
+        if executable is None:
+            raise ProcessError(
+                "redis-server not found on PATH. Run tests/run (it installs it), or "
+                "install it yourself: apt-get install redis-server"
+            )
+        argv = [
+            executable,
+            "--port", str(self._port),
+            "--bind", _LOCALHOST,
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes" if self.appendonly else "no",
+        ]  # fmt: skip
+        if self.appendonly:
+            argv += ["--appendfsync", "always"]
+        argv += [
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", str(self.log_path),
+            "--protected-mode", "no",
+        ]  # fmt: skip
+        return argv + self.extra_args
+
+    def client(self, **kwargs: Any) -> redis.Redis:
+        """A new synchronous redis-py client for this server (``socket_timeout=5``).
+
+        Keyword arguments (e.g. ``decode_responses=True``) are passed to
+        :class:`redis.Redis` and override the defaults.
+        """
+        options: dict[str, Any] = {
+            "host": _LOCALHOST,
+            "port": self._port,
+            "socket_timeout": 5,
+            "username": self.username,
+            "password": self.password,
+        }
+        options.update(kwargs)
+        return redis.Redis(**options)
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Launch the server and block until PING succeeds and no dataset is loading.
+
+        If the port was chosen automatically and was stolen before the first start, a
+        new port is picked (up to 3 attempts).  Raises :class:`ProcessError` with the
+        log tail on failure.
+        """
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        attempts = 1 if (self._port_is_fixed or self._ever_started) else 3
+        for attempt in range(attempts):
+            self._spawn(self.argv(), output_path=self.output_path, cwd=self.data_dir)
+            try:
+                self._wait_ready(timeout)
+            except ProcessError:
+                self.kill()
+                lost_race = "Address already in use" in _tail(self.log_path, 10)
+                if lost_race and attempt + 1 < attempts:
+                    self._port = free_port()
+                    continue
+                raise
+            self._ever_started = True
+            return
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last_error: BaseException | None = None
+        # No client-side retries: redis-py 8 otherwise retries 10x with backoff per call.
+        probe = redis.Redis(
+            host=_LOCALHOST,
+            port=self._port,
+            socket_timeout=1,
+            retry=Retry(NoBackoff(), 0),
+            username=self.username,
+            password=self.password,
+        )
+        try:
+            while True:
+                if not self.running:
+                    raise ProcessError(
+                        f"redis-server exited during startup (status {self.returncode}).\n"
+                        + self._describe_failure()
+                    )
+                try:
+                    if probe.ping():
+                        # Make sure it is OUR process answering, not another server that
+                        # already holds the port (our child then dies with EADDRINUSE).
+                        info = probe.info()
+                        if int(info.get("process_id", -1)) != self.pid:
+                            last_error = ProcessError(
+                                f"port {self._port} is served by another redis-server "
+                                f"(pid {info.get('process_id')})"
+                            )
+                        elif not int(info.get("loading", 0)) and not int(info.get("async_loading", 0)):
+                            return
+                        else:
+                            last_error = None
+                except redis.RedisError as exc:  # connection refused, LOADING, ...
+                    last_error = exc
+                if time.monotonic() >= deadline:
+                    raise ProcessError(
+                        f"redis-server on port {self._port} not ready after {timeout}s "
+                        f"(last error: {last_error!r}).\n" + self._describe_failure()
+                    )
+                time.sleep(0.05)
+        finally:
+            probe.close()
+
+    def restart(self, timeout: float = 10.0) -> None:
+        """Stop (SIGTERM) if running, then start again on the same port and data dir.
+
+        After a :meth:`kill`, this reloads the AOF, which tests use to check durability.
+        """
+        self.stop()
+        self.start(timeout)
+
+    def _describe_failure(self) -> str:
+        return (
+            f"command: {' '.join(self.argv())}\n"
+            f"--- tail of {self.log_path} ---\n{_tail(self.log_path)}\n"
+            f"--- tail of {self.output_path} ---\n{_tail(self.output_path)}"
+        )
+
+    def __repr__(self) -> str:
+        state = f"pid={self.pid}" if self.running else "stopped"
+        return f"<RedisServer {self.url} dir={self.data_dir} {state}>"
+
+
+# --------------------------------------------------------------------------------------
+# uvicorn app server
+# --------------------------------------------------------------------------------------
+
+
+class AppServer(_ManagedProcess):
+    """An ASGI app served by ``python -m uvicorn`` in a child process on 127.0.0.1.
+
+    ``app_ref`` is a uvicorn import string such as ``"tests.apps.basic:app"`` (or a
+    factory callable's path with ``factory=True``).  ``env`` is merged onto
+    ``os.environ``; the repository root is always on ``PYTHONPATH`` (after any
+    ``PYTHONPATH`` given in ``env``) so ``tests.*`` modules import.  Output of the child
+    (stdout and stderr) goes to ``log_path``.
+    """
+
+    _name = "uvicorn"
+
+    def __init__(
+        self,
+        app_ref: str,
+        env: Mapping[str, str] | None = None,
+        *,
+        port: int | None = None,
+        factory: bool = False,
+        cwd: Path = REPO_ROOT,
+        log_dir: Path | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        """Prepare (but do not start) a server; ``port=None`` picks a free port now.
+
+        ``log_dir`` defaults to a fresh temporary directory.  ``extra_args`` are appended
+        to the uvicorn command line.
+        """
+        super().__init__()
+        self.app_ref = app_ref
+        self.env: dict[str, str] = dict(env or {})
+        self.factory = factory
+        self.cwd = Path(cwd)
+        self.extra_args: list[str] = list(extra_args)
+        self._port_is_fixed = port is not None
+        self._port = port if port is not None else free_port()
+        self._ever_started = False
+        if log_dir is None:
+            log_dir = Path(tempfile.mkdtemp(prefix="sr-app-"))
+        self.log_path: Path = Path(log_dir) / f"uvicorn-{self._port}.log"
+
+    @property
+    def port(self) -> int:
+        """TCP port the server listens on (stable across :meth:`restart`)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>`` (no trailing slash)."""
+        return f"http://{_LOCALHOST}:{self._port}"
+
+    def argv(self) -> list[str]:
+        """The exact command line used to start the server."""
+        argv = [
+            sys.executable, "-m", "uvicorn", self.app_ref,
+            "--host", _LOCALHOST,
+            "--port", str(self._port),
+            "--log-level", "info",
+        ]  # fmt: skip
+        if self.factory:
+            argv.append("--factory")
+        return argv + self.extra_args
+
+    def child_env(self) -> dict[str, str]:
+        """The environment the child runs with (``os.environ`` + ``env`` + PYTHONPATH)."""
+        child = dict(os.environ)
+        child.update(self.env)
+        paths = [p for p in self.env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        paths.append(str(REPO_ROOT))
+        paths += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        child["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        child["PYTHONUNBUFFERED"] = "1"
+        return child
+
+    def log_text(self) -> str:
+        """Everything the child(ren) wrote so far ('' before the first start)."""
+        if self._output is not None:
+            with contextlib.suppress(ValueError):
+                self._output.flush()
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def start(self, timeout: float = 15.0, *, wait: bool = True) -> None:
+        """Launch uvicorn; with ``wait=True`` block until the port accepts connections.
+
+        uvicorn only binds after the app's lifespan startup has completed, so a
+        successful return means startup finished.  Raises :class:`ProcessError` with the
+        log tail if the process exits or does not listen within ``timeout`` seconds.
+        With ``wait=False`` the process is only spawned; use :meth:`wait_exit` to test
+        startup failures.
+        """
+        attempts = 1 if (self._port_is_fixed or self._ever_started or not wait) else 3
+        for attempt in range(attempts):
+            if _port_accepts(self._port):
+                # Someone else listens there; a connect probe would give a false "ready".
+                if attempt + 1 < attempts:
+                    self._port = free_port()
+                    continue
+                raise ProcessError(f"port {self._port} is already in use; cannot start uvicorn")
+            offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+            self._spawn(self.argv(), output_path=self.log_path, env=self.child_env(), cwd=self.cwd)
+            if not wait:
+                return
+            try:
+                self._wait_ready(timeout)
+            except ProcessError:
+                self.kill()
+                with self.log_path.open("rb") as fh:
+                    fh.seek(offset)
+                    new_output = fh.read().decode("utf-8", errors="replace")
+                if "address already in use" in new_output.lower() and attempt + 1 < attempts:
+                    self._port = free_port()
+                    continue
+                raise
+            self._ever_started = True
+            return
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.running:
+                raise ProcessError(
+                    f"uvicorn exited during startup (status {self.returncode}).\n" + self._describe_failure()
+                )
+            if _port_accepts(self._port) and self.running:
+                return
+            if time.monotonic() >= deadline:
+                raise ProcessError(
+                    f"uvicorn not listening on port {self._port} after {timeout}s.\n"
+                    + self._describe_failure()
+                )
+            time.sleep(0.05)
+
+    def restart(self, timeout: float = 15.0) -> None:
+        """Stop (SIGTERM) if running, then start again on the same port."""
+        self.stop()
+        self.start(timeout)
+
+    def _describe_failure(self) -> str:
+        return (
+            f"command: {' '.join(self.argv())} (cwd={self.cwd})\n"
+            f"--- tail of {self.log_path} ---\n{_tail(self.log_path)}"
+        )
+
+    def __repr__(self) -> str:
+        state = f"pid={self.pid}" if self.running else "stopped"
+        return f"<AppServer {self.app_ref} {self.url} {state}>"
