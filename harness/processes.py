@@ -142,13 +142,61 @@ atexit.register(_cleanup_all)
 
 
 class _ManagedProcess:
-    """Common spawn / stop / kill bookkeeping for one child process."""
+    """One server child process on 127.0.0.1: its address, its files, and spawn / stop / kill.
+
+    Subclasses say only what differs between servers: the class attributes below and the
+    command line.  The port is picked once (``port=None``: a free one) and kept across restarts,
+    so clients built before a restart find the server again.
+    """
 
     _name: str = "process"
+    #: ``url`` is ``<_scheme>://127.0.0.1:<port><_url_path>``.
+    _scheme: str = "tcp"
+    _url_path: str = ""
+    #: File names in ``data_dir``: the server's own log, and where its stdout/stderr go.
+    _log_name: str = "process.log"
+    _output_name: str = "process.stdout.log"
 
-    def __init__(self) -> None:
+    def __init__(self, data_dir: Path, *, port: int | None) -> None:
+        self.data_dir = Path(data_dir)
+        # A port the caller chose is never swapped for another after a lost bind race.
+        self._port_is_fixed = port is not None
+        self._port = port if port is not None else free_port()
+        self._ever_started = False
         self._proc: subprocess.Popen[bytes] | None = None
         self._output: IO[bytes] | None = None
+
+    # -- address and files --------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        """TCP port the server listens on (stable across restarts)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``<scheme>://127.0.0.1:<port>`` plus the server's path (``/0`` for a Redis database)."""
+        return f"{self._scheme}://{_LOCALHOST}:{self._port}{self._url_path}"
+
+    @property
+    def log_path(self) -> Path:
+        """The server's log file."""
+        return self.data_dir / self._log_name
+
+    @property
+    def output_path(self) -> Path:
+        """Captured stdout/stderr of the process (early startup errors land here)."""
+        return self.data_dir / self._output_name
+
+    def log_text(self) -> str:
+        """Full text of the log file so far ('' before the first start)."""
+        if self._output is not None:
+            # When the log is the captured output, flush what the child wrote through our handle.
+            with contextlib.suppress(ValueError):
+                self._output.flush()
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
 
     # -- hooks for subclasses ---------------------------------------------------------
     def _describe_failure(self) -> str:  # pragma: no cover - overridden
@@ -159,15 +207,14 @@ class _ManagedProcess:
         self,
         argv: Sequence[str],
         *,
-        output_path: Path,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
     ) -> None:
         if self.running:
             raise ProcessError(f"{self._name} is already running (pid {self.pid})")
         self._reap()
-        output_path.parent.mkdir(parents=True, exist_ok=True)
-        output = output_path.open("ab")
+        self.output_path.parent.mkdir(parents=True, exist_ok=True)
+        output = self.output_path.open("ab")
         try:
             proc = subprocess.Popen(
                 list(argv),
@@ -309,6 +356,10 @@ class RedisServer(_ManagedProcess):
     """
 
     _name = "redis-server"
+    _scheme = "redis"
+    _url_path = "/0"
+    _log_name = "redis.log"
+    _output_name = "redis.stdout.log"
 
     def __init__(
         self,
@@ -325,42 +376,11 @@ class RedisServer(_ManagedProcess):
         ``username``/``password`` are what this harness itself logs in with, for servers whose
         ``extra_args`` require authentication (``--requirepass``, ``--user``).
         """
-        super().__init__()
+        super().__init__(data_dir, port=port)
         self.username = username
         self.password = password
-        self.data_dir = Path(data_dir)
         self.appendonly = appendonly
         self.extra_args: list[str] = list(extra_args)
-        self._port_is_fixed = port is not None
-        self._port = port if port is not None else free_port()
-        self._ever_started = False
-
-    @property
-    def port(self) -> int:
-        """TCP port the server listens on (stable across :meth:`restart`)."""
-        return self._port
-
-    @property
-    def url(self) -> str:
-        """``redis://127.0.0.1:<port>/0``."""
-        return f"redis://{_LOCALHOST}:{self._port}/0"
-
-    @property
-    def log_path(self) -> Path:
-        """Redis' own log file (``--logfile``)."""
-        return self.data_dir / "redis.log"
-
-    @property
-    def output_path(self) -> Path:
-        """Captured stdout/stderr of the process (early startup errors land here)."""
-        return self.data_dir / "redis.stdout.log"
-
-    def log_text(self) -> str:
-        """Full text of the Redis log file ('' if it does not exist yet)."""
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
 
     def argv(self) -> list[str]:
         """The exact command line used to start the server."""
@@ -413,7 +433,7 @@ class RedisServer(_ManagedProcess):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         attempts = 1 if (self._port_is_fixed or self._ever_started) else 3
         for attempt in range(attempts):
-            self._spawn(self.argv(), output_path=self.output_path, cwd=self.data_dir)
+            self._spawn(self.argv(), cwd=self.data_dir)
             try:
                 self._wait_ready(timeout)
             except ProcessError:
@@ -506,6 +526,7 @@ class AppServer(_ManagedProcess):
     """
 
     _name = "uvicorn"
+    _scheme = "http"
 
     def __init__(
         self,
@@ -523,28 +544,17 @@ class AppServer(_ManagedProcess):
         ``log_dir`` defaults to a fresh temporary directory.  ``extra_args`` are appended
         to the uvicorn command line.
         """
-        super().__init__()
+        if log_dir is None:
+            log_dir = Path(tempfile.mkdtemp(prefix="sr-app-"))
+        super().__init__(log_dir, port=port)
         self.app_ref = app_ref
         self.env: dict[str, str] = dict(env or {})
         self.factory = factory
         self.cwd = Path(cwd)
         self.extra_args: list[str] = list(extra_args)
-        self._port_is_fixed = port is not None
-        self._port = port if port is not None else free_port()
-        self._ever_started = False
-        if log_dir is None:
-            log_dir = Path(tempfile.mkdtemp(prefix="sr-app-"))
-        self.log_path: Path = Path(log_dir) / f"uvicorn-{self._port}.log"
-
-    @property
-    def port(self) -> int:
-        """TCP port the server listens on (stable across :meth:`restart`)."""
-        return self._port
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:<port>`` (no trailing slash)."""
-        return f"http://{_LOCALHOST}:{self._port}"
+        # uvicorn logs to stdout, so the log is the captured output. Named after the first port:
+        # servers may share a log_dir, and the name stays put if a lost bind race moves the port.
+        self._log_name = self._output_name = f"uvicorn-{self._port}.log"
 
     def argv(self) -> list[str]:
         """The exact command line used to start the server."""
@@ -569,16 +579,6 @@ class AppServer(_ManagedProcess):
         child["PYTHONUNBUFFERED"] = "1"
         return child
 
-    def log_text(self) -> str:
-        """Everything the child(ren) wrote so far ('' before the first start)."""
-        if self._output is not None:
-            with contextlib.suppress(ValueError):
-                self._output.flush()
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
-
     def start(self, timeout: float = 15.0, *, wait: bool = True) -> None:
         """Launch uvicorn; with ``wait=True`` block until the port accepts connections.
 
@@ -597,7 +597,7 @@ class AppServer(_ManagedProcess):
                     continue
                 raise ProcessError(f"port {self._port} is already in use; cannot start uvicorn")
             offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-            self._spawn(self.argv(), output_path=self.log_path, env=self.child_env(), cwd=self.cwd)
+            self._spawn(self.argv(), env=self.child_env(), cwd=self.cwd)
             if not wait:
                 return
             try:

@@ -609,6 +609,9 @@ class SentinelServer(RedisServer):
     """
 
     _name = "redis-sentinel"
+    _url_path = ""  # a sentinel has no databases
+    _log_name = "sentinel.log"  # ``logfile`` in its config
+    _output_name = "sentinel.stdout.log"
 
     def __init__(
         self,
@@ -636,24 +639,9 @@ class SentinelServer(RedisServer):
         self.failover_timeout_ms = failover_timeout_ms
 
     @property
-    def url(self) -> str:
-        """``redis://127.0.0.1:<port>`` (a sentinel has no databases)."""
-        return f"redis://{_LOCALHOST}:{self.port}"
-
-    @property
     def config_path(self) -> Path:
         """The sentinel's own, writable config file."""
         return self.data_dir / "sentinel.conf"
-
-    @property
-    def log_path(self) -> Path:
-        """Sentinel's log file (``logfile`` in its config)."""
-        return self.data_dir / "sentinel.log"
-
-    @property
-    def output_path(self) -> Path:
-        """Captured stdout/stderr of the process."""
-        return self.data_dir / "sentinel.stdout.log"
 
     def config_text(self) -> str:
         """The initial config file contents."""
