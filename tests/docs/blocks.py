@@ -32,9 +32,9 @@ import pytest
 from packaging.requirements import Requirement
 
 import starlette_refresh
+from harness.processes import REPO_ROOT
 from starlette_refresh import TokenAuth
 from starlette_refresh.clock import Clock
-from tests.support.processes import REPO_ROOT
 
 #: Documents whose blocks are tested elsewhere: static/README.md by static/tests/examples.test.mjs.
 ELSEWHERE = frozenset({"static/README.md"})

@@ -15,12 +15,12 @@ import pytest
 import uvicorn
 from starlette.testclient import TestClient
 
+from harness.processes import RedisServer, free_port
 from starlette_refresh import TokenAuth
 from starlette_refresh.errors import ConfigurationError, StoreUnavailable
 from tests.apps import SECRET, build_app
 from tests.docs.blocks import claim, run_python, search, shell_lines
 from tests.support.fixtures import RedisServerFactory
-from tests.support.processes import RedisServer, free_port
 from tests.support.topologies import FENCE_PAUSE_MS
 from tests.support.topology_fixtures import SentinelGroupFactory
 
