@@ -1,4 +1,4 @@
-"""A live feed over a WebSocket that only a logged-in user can open (README, "WebSockets").
+"""A live feed over a WebSocket that only a logged-in user can open (docs/websockets.md).
 
 Its browser side is static/examples/live-socket.js. The feed accepts without a subprotocol of its
 own, so the middleware selects ``starlette-refresh`` and the socket is renewed in band: after each
