@@ -314,10 +314,10 @@ async def checkpoint(
     stored = reservoir.seen
     waited = await wait_for_aof_rewrite(probe)
     used, keyspace = await memory(probe)
-    parsed = sessions.parse_refresh_token(reservoir.tokens[rng.randrange(len(reservoir.tokens))])
-    session_key = redis_store(auth).session_key(parsed.user_tag, parsed.session_id)
+    parsed = sessions.refresh_codec.parse(reservoir.tokens[rng.randrange(len(reservoir.tokens))])
+    session_key = redis_store(auth).layout.session(parsed.user_tag, parsed.session_id)
     hash_bytes = await probe.memory_usage(session_key, samples=0)
-    index_bytes = await probe.memory_usage(redis_store(auth).index_key(parsed.user_tag), samples=0)
+    index_bytes = await probe.memory_usage(redis_store(auth).layout.index(parsed.user_tag), samples=0)
 
     await probe.config_resetstat()
     get_times, refresh_times, errors = await refresh_latency(sessions, probe, reservoir, rng)
@@ -385,7 +385,7 @@ async def cpu_rates(auth: TokenAuth, reservoir: Reservoir) -> CpuRates:
     reservoir.tokens[0] = issued.refresh_token
     claims = auth.access.verify(issued.access_token)
     app_claims = {k: v for k, v in claims.items() if k not in ("sub", "sid", "jti", "iat", "exp")}
-    parsed = sessions.parse_refresh_token(issued.refresh_token)
+    parsed = sessions.refresh_codec.parse(issued.refresh_token)
     codec = sessions.refresh_codec
 
     def refresh_token_step() -> None:
@@ -418,8 +418,8 @@ async def shapes(auth: TokenAuth, probe: Any, rng: random.Random) -> list[Shape]
         subject = shape_subject(f"shape-{per_user}-{len(agent)}", per_user)
         await fill(auth.sessions, scratch, SHAPE_SESSIONS, subject, None, agent)
         used = (await memory(probe))[1] - baseline[1]
-        parsed = auth.sessions.parse_refresh_token(scratch.tokens[0])
-        session_key = redis_store(auth).session_key(parsed.user_tag, parsed.session_id)
+        parsed = auth.sessions.refresh_codec.parse(scratch.tokens[0])
+        session_key = redis_store(auth).layout.session(parsed.user_tag, parsed.session_id)
         encoding = await probe.object("encoding", session_key)
         results.append(Shape(per_user, agent, used / SHAPE_SESSIONS, encoding.decode()))
         await probe.flushall()

@@ -76,13 +76,8 @@ def create_app(settings: DemoSettings | None = None) -> Starlette:
     auth = TokenAuth(
         secret_key=settings.jwt_secret,
         redis_url=settings.redis_url,
-        access_ttl=settings.access_ttl,
-        refresh_ttl=settings.refresh_ttl,
-        absolute_ttl=settings.absolute_ttl,
-        refresh_grace=settings.refresh_grace,
-        leeway=settings.leeway,
+        settings=settings.auth,
         exclude=list(PUBLIC_PATHS),
-        cookie_secure=settings.cookie_secure,
     )
     templates = Jinja2Templates(directory=TEMPLATES_DIR)
 

@@ -1,7 +1,11 @@
 """The demo's settings, read from the environment and validated once.
 
 Every problem is a :class:`SettingsError` whose message is one line saying which variable is wrong,
-what it holds and what it should hold; ``python -m demo_app`` prints it and exits.
+what it holds and what it should hold; ``python -m demo_app`` prints it and exits. The session
+settings (lifetimes, grace, leeway, the cookie's ``Secure``) are the library's own
+:class:`~starlette_refresh.Settings`: this module only parses the variables, and the library's rules
+judge the values; its :class:`~starlette_refresh.ConfigurationError` is relabelled with the names of
+the variables the user set.
 
 ``JWT_SECRET`` may be left out: the demo then generates one secret the first time it runs and keeps
 it in ``<DEMO_DATA_DIR>/jwt-secret`` (mode 0600), so every worker and every restart signs with the
@@ -17,11 +21,11 @@ import re
 import secrets
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from starlette_refresh.settings import MAX_LEEWAY
+from starlette_refresh import ConfigurationError, Settings
 
 logger = logging.getLogger("demo_app")
 
@@ -32,8 +36,16 @@ DEMO_SUBJECT = "user-1"
 
 SECRET_FILE_NAME = "jwt-secret"  # noqa: S105 - a file name, not a secret
 MIN_SECRET_BYTES = 32
-#: The library's default absolute session lifetime; raised to REFRESH_TOKEN_TTL when that is longer.
-DEFAULT_ABSOLUTE_TTL = 30 * 86_400
+
+#: The environment variable behind each library setting the demo reads.
+ENVIRONMENT_NAMES = {
+    "access_ttl": "ACCESS_TOKEN_TTL",
+    "refresh_ttl": "REFRESH_TOKEN_TTL",
+    "refresh_grace": "REFRESH_GRACE_SECONDS",
+    "leeway": "LEEWAY_SECONDS",
+    "cookie_secure": "COOKIE_SECURE",
+}
+_SETTING_NAME = re.compile(r"\b(" + "|".join(ENVIRONMENT_NAMES) + r")\b")
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 _WHOLE_NUMBER = re.compile(r"[0-9]+")
@@ -52,25 +64,16 @@ class DemoSettings:
 
     redis_url: str | None
     jwt_secret: str
-    access_ttl: int = 900
-    refresh_ttl: int = 604_800
-    refresh_grace: float = 10.0
-    #: Clock skew tolerated on token times; an open WebSocket lives until its token's exp + leeway.
-    leeway: int = 10
+    #: The library's settings: lifetimes, grace, leeway (an open WebSocket lives until its token's
+    #: exp + leeway) and the cookie. The demo serves plain http on localhost, and browsers drop a
+    #: Secure cookie set over plain http (except on localhost in some browsers, not in all), so the
+    #: refresh cookie is not Secure unless COOKIE_SECURE=true; a real deployment must always use Secure.
+    auth: Settings = field(default_factory=lambda: Settings(cookie_secure=False))
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path(".demo-data")
     web_concurrency: int = 1
-    # The demo serves plain http on localhost, and browsers drop a Secure cookie set over plain http
-    # (except on localhost in some browsers, not in all), so the refresh cookie is not Secure by
-    # default. Behind https, set COOKIE_SECURE=true; a real deployment must always use Secure.
-    cookie_secure: bool = False
     redis_port: int | None = None
-
-    @property
-    def absolute_ttl(self) -> int:
-        """The absolute session lifetime: 30 days, or REFRESH_TOKEN_TTL when that is longer."""
-        return max(DEFAULT_ABSOLUTE_TTL, self.refresh_ttl)
 
     @property
     def public_url(self) -> str:
@@ -93,33 +96,18 @@ def load_settings(environ: Mapping[str, str] | None = None, *, cwd: Path | None 
     ``DEMO_DATA_DIR``, creating the folder and the secret the first time.
     """
     env = os.environ if environ is None else environ
-    access_ttl = _whole_number(env, "ACCESS_TOKEN_TTL", 900, unit="seconds", minimum=1)
-    refresh_ttl = _whole_number(env, "REFRESH_TOKEN_TTL", 604_800, unit="seconds", minimum=1)
-    if refresh_ttl <= access_ttl:
-        raise SettingsError(
-            f"REFRESH_TOKEN_TTL ({refresh_ttl}s) must be longer than ACCESS_TOKEN_TTL ({access_ttl}s), "
-            "or a refresh could never help"
-        )
-    refresh_grace = _seconds(env, "REFRESH_GRACE_SECONDS", 10.0)
-    if refresh_grace >= refresh_ttl:
-        raise SettingsError(
-            f"REFRESH_GRACE_SECONDS ({_get(env, 'REFRESH_GRACE_SECONDS')}) must be shorter than "
-            f"REFRESH_TOKEN_TTL ({refresh_ttl}s)"
-        )
-    leeway = _whole_number(env, "LEEWAY_SECONDS", 10, unit="seconds", minimum=0)
-    if leeway > MAX_LEEWAY:  # the library's bound, named here by the variable the user set
-        raise SettingsError(
-            f"LEEWAY_SECONDS must be at most {MAX_LEEWAY}, got {leeway}; fix the servers' clocks instead"
-        )
+    auth = _session_settings(env)
     host = _get(env, "HOST") or "127.0.0.1"
     if any(c.isspace() for c in host) or "/" in host:
         raise SettingsError(f"HOST must be a host name or IP address to listen on, got {host!r}")
     port = _port(env, "PORT", 8000)
     redis_port = _optional_port(env, "REDIS_PORT")
-    web_concurrency = _whole_number(env, "WEB_CONCURRENCY", 1, unit="worker processes", minimum=1)
-    if web_concurrency > 64:
-        raise SettingsError(f"WEB_CONCURRENCY must be at most 64 worker processes, got {web_concurrency}")
-    cookie_secure = _boolean(env, "COOKIE_SECURE", False)
+    workers = _whole_number(env, "WEB_CONCURRENCY", unit="worker processes")
+    web_concurrency = 1 if workers is None else workers
+    if not 1 <= web_concurrency <= 64:
+        raise SettingsError(
+            f"WEB_CONCURRENCY must be between 1 and 64 worker processes, got {_get(env, 'WEB_CONCURRENCY')!r}"
+        )
     redis_url = _redis_url(env)
     data_dir = _data_dir(env, cwd)
     jwt_secret = _get(env, "JWT_SECRET")
@@ -130,17 +118,34 @@ def load_settings(environ: Mapping[str, str] | None = None, *, cwd: Path | None 
     return DemoSettings(
         redis_url=redis_url,
         jwt_secret=jwt_secret,
-        access_ttl=access_ttl,
-        refresh_ttl=refresh_ttl,
-        refresh_grace=refresh_grace,
-        leeway=leeway,
+        auth=auth,
         host=host,
         port=port,
         data_dir=data_dir,
         web_concurrency=web_concurrency,
-        cookie_secure=cookie_secure,
         redis_port=redis_port,
     )
+
+
+def _session_settings(env: Mapping[str, str]) -> Settings:
+    """The library's settings from the variables that are set; the library's defaults for the rest,
+    but for the absolute lifetime (never shorter than REFRESH_TOKEN_TTL) and the cookie (see
+    :class:`DemoSettings`). The library judges every value."""
+    given: dict[str, object] = {
+        "access_ttl": _whole_number(env, "ACCESS_TOKEN_TTL", unit="seconds"),
+        "refresh_ttl": _whole_number(env, "REFRESH_TOKEN_TTL", unit="seconds"),
+        "refresh_grace": _seconds(env, "REFRESH_GRACE_SECONDS"),
+        "leeway": _whole_number(env, "LEEWAY_SECONDS", unit="seconds"),
+        "cookie_secure": _boolean(env, "COOKIE_SECURE", False),
+    }
+    options = {name: value for name, value in given.items() if value is not None}
+    refresh_ttl = options.get("refresh_ttl")
+    if isinstance(refresh_ttl, int) and refresh_ttl > Settings().absolute_ttl:
+        options["absolute_ttl"] = refresh_ttl
+    try:
+        return Settings.build(**options)
+    except ConfigurationError as exc:
+        raise SettingsError(_SETTING_NAME.sub(lambda m: ENVIRONMENT_NAMES[m[1]], str(exc))) from exc
 
 
 def load_or_create_secret(path: Path) -> str:
@@ -208,22 +213,19 @@ def _get(env: Mapping[str, str], name: str) -> str | None:
     return value.strip()
 
 
-def _whole_number(env: Mapping[str, str], name: str, default: int, *, unit: str, minimum: int) -> int:
+def _whole_number(env: Mapping[str, str], name: str, *, unit: str) -> int | None:
     raw = _get(env, name)
     if raw is None:
-        return default
+        return None
     if not _WHOLE_NUMBER.fullmatch(raw):
         raise SettingsError(f"{name} must be a whole number of {unit}, got {raw!r}")
-    value = int(raw)
-    if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {raw!r}")
-    return value
+    return int(raw)
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+def _seconds(env: Mapping[str, str], name: str) -> float | None:
     raw = _get(env, name)
     if raw is None:
-        return default
+        return None
     if not _DECIMAL.fullmatch(raw) or not math.isfinite(float(raw)):
         raise SettingsError(f"{name} must be a number of seconds >= 0 (e.g. 10 or 2.5), got {raw!r}")
     return float(raw)

@@ -1,10 +1,12 @@
 """starlette-refresh: short-lived JWT access tokens and rotating refresh tokens in a shared Redis.
 
-The public surface is :class:`TokenAuth`; see the README for the HTTP contract.
+Everything an app needs is here: :class:`TokenAuth` and its :class:`Settings`, the errors it raises,
+the :class:`TokenUser` that ``request.user`` carries, the key types for asymmetric signing, and the
+protocols of a custom session store and of an observer. :mod:`starlette_refresh.testing` helps test
+an app that uses it; docs/architecture.md maps the modules.
 """
 
 from .auth import TokenAuth
-from .clock import Clock, system_clock
 from .errors import (
     AuthError,
     ConfigurationError,
@@ -16,25 +18,20 @@ from .errors import (
     StoreUnavailable,
 )
 from .keys import KeyRing, SigningKey
-from .observe import NullObserver, Observer
-from .refresh_tokens import fingerprint
-from .settings import CookieSettings, Settings
-from .store import RedisStore, SessionStore
+from .observe import Observer
+from .settings import Settings
+from .store import SessionStore
 from .user import TokenUser
 
 __all__ = [
     "AuthError",
-    "Clock",
     "ConfigurationError",
-    "CookieSettings",
     "CrossSiteRequest",
     "InvalidGrant",
     "InvalidRequest",
     "InvalidToken",
     "KeyRing",
-    "NullObserver",
     "Observer",
-    "RedisStore",
     "SessionStore",
     "Settings",
     "SigningKey",
@@ -42,8 +39,6 @@ __all__ = [
     "StoreUnavailable",
     "TokenAuth",
     "TokenUser",
-    "fingerprint",
-    "system_clock",
 ]
 
 __version__ = "0.1.0"

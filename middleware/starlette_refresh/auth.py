@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Unpack
 
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -22,8 +22,9 @@ from .redis_urls import redact_url
 from .refresh_tokens import RefreshTokenCodec
 from .revocations import RevocationFeed, RevocationList
 from .sessions import SessionService
-from .settings import CookieSettings, SameSite, Settings, origins
+from .settings import SettingOptions, Settings
 from .store import RedisStore, SessionStore
+from .store_checks import check_store_server
 from .web import check_same_origin, error_answer, unavailable_answer
 
 logger = logging.getLogger("starlette_refresh")
@@ -43,6 +44,10 @@ class TokenAuth:
 
         auth = TokenAuth(secret_key=os.environ["JWT_SECRET"], redis_url=os.environ["REDIS_URL"])
         app = Starlette(routes=..., middleware=[auth.middleware()])
+
+    The settings (lifetimes, paths, cookie, store limits; see :class:`Settings`) come whole as
+    ``settings=Settings(...)``, or as keywords of the same names (``access_ttl=300``), or both, the
+    keywords replacing fields of ``settings``; an unknown name is a :class:`ConfigurationError`.
 
     ``secret_key`` signs access tokens with HS256 exactly as given and keys the refresh-token MACs.
     With ``keys`` (a :class:`KeyRing` or a list of :class:`SigningKey`), access tokens are signed
@@ -66,63 +71,12 @@ class TokenAuth:
         redis_url: str | None = None,
         redis: Any = None,
         store: SessionStore | None = None,
-        access_ttl: int = 900,
-        refresh_ttl: int = 7 * 86_400,
-        absolute_ttl: int = 30 * 86_400,
-        refresh_grace: float = 10.0,
-        leeway: int = 10,
-        exclude: Iterable[str] = (),
-        prefix: str = "/auth",
-        issuer: str | None = None,
-        audience: str | None = None,
-        realm: str = "api",
-        cookie_name: str = "refresh_token",
-        cookie_secure: bool = True,
-        cookie_samesite: SameSite = "strict",
-        cookie_domain: str | None = None,
-        cookie_path: str | None = None,
-        trusted_origins: Iterable[str] = (),
-        key_prefix: str = "sr:",
-        max_sessions_per_user: int = 100,
-        store_timeout: float = 2.0,
-        store_max_connections: int = 100,
-        retry_after: int = 2,
-        replica_acks: int = 0,
-        replica_ack_timeout: float = 0.5,
-        access_cache_size: int = 10_000,
+        settings: Settings | None = None,
         clock: Clock = system_clock,
         observer: Observer | None = None,
+        **options: Unpack[SettingOptions],
     ) -> None:
-        if isinstance(exclude, str) or isinstance(trusted_origins, str):
-            raise ConfigurationError("exclude and trusted_origins take a list of strings, not one string")
-        self.settings = Settings(
-            access_ttl=access_ttl,
-            refresh_ttl=refresh_ttl,
-            absolute_ttl=absolute_ttl,
-            refresh_grace=refresh_grace,
-            leeway=leeway,
-            prefix=prefix,
-            exclude=tuple(exclude),
-            issuer=issuer,
-            audience=audience,
-            realm=realm,
-            cookie=CookieSettings(
-                name=cookie_name,
-                secure=cookie_secure,
-                samesite=cookie_samesite,
-                domain=cookie_domain,
-                path=cookie_path,
-            ),
-            trusted_origins=origins(trusted_origins),
-            key_prefix=key_prefix,
-            max_sessions_per_user=max_sessions_per_user,
-            store_timeout=store_timeout,
-            store_max_connections=store_max_connections,
-            retry_after=retry_after,
-            replica_acks=replica_acks,
-            replica_ack_timeout=replica_ack_timeout,
-            access_cache_size=access_cache_size,
-        )
+        self.settings = Settings.build(settings, **options)
         self.clock = clock
         self.observer: Observer = observer if observer is not None else NullObserver()
         key_ring, refresh_secret = _keys(secret_key, keys)
@@ -209,12 +163,7 @@ class TokenAuth:
                 "Start Redis or fix redis_url; the app will not start without its session store."
             ) from exc
         logger.info("session store ready (%s)", self._store_label)
-        persistence = getattr(self.store, "persistence", None)
-        if persistence is not None:
-            _warn_about_persistence(await persistence(), self._store_label)
-        replication = getattr(self.store, "replication", None)
-        if self.settings.replica_acks and replication is not None:
-            _warn_about_replicas(await replication(), self.settings.replica_acks, self._store_label)
+        await check_store_server(self.store, self.settings.replica_acks, self._store_label)
         await self.revocation_feed.start()
 
     async def shutdown(self) -> None:
@@ -267,58 +216,4 @@ def _store(
         raise ConfigurationError(f"pass only one of redis_url, redis and store (got {', '.join(given)})")
     if store is not None:
         return store  # built by the application, with whatever observer it chose
-    return RedisStore(
-        redis,
-        url=redis_url,
-        key_prefix=settings.key_prefix,
-        timeout=settings.store_timeout,
-        max_connections=settings.store_max_connections,
-        replica_acks=settings.replica_acks,
-        replica_ack_timeout=settings.replica_ack_timeout,
-        observer=observer,
-    )
-
-
-# Session hash values: the User-Agent (up to 256 characters stored) and the app's claims JSON.
-_LISTPACK_VALUE_FOR_SESSIONS = 256
-
-
-def _warn_about_persistence(config: dict[str, str] | None, label: str) -> None:
-    if config is None:
-        logger.info("could not read the Redis configuration (CONFIG GET refused); persistence not checked")
-        return
-    if config.get("appendonly", "no") == "no" and not config.get("save", "").strip():
-        logger.warning(
-            "Redis at %s has persistence off (appendonly no, no RDB saves): a Redis restart will log "
-            "every user out. Enable appendonly yes (appendfsync everysec) on the session store.",
-            label,
-        )
-    listpack_limit = config.get("hash-max-listpack-value", "")
-    if listpack_limit.isdigit() and int(listpack_limit) < _LISTPACK_VALUE_FOR_SESSIONS:
-        logger.info(
-            "Redis at %s keeps hashes compact only while every value is at most %s bytes; a session "
-            "holding a browser User-Agent is longer and takes about twice the memory (~1.3 KB instead of "
-            "~0.7 KB). Set hash-max-listpack-value %d on the session store to halve it.",
-            label,
-            listpack_limit,
-            _LISTPACK_VALUE_FOR_SESSIONS,
-        )
-    policy = config.get("maxmemory-policy", "noeviction")
-    if policy != "noeviction":
-        logger.warning(
-            "Redis at %s evicts keys under memory pressure (maxmemory-policy %s): sessions could vanish "
-            "and log users out. Use maxmemory-policy noeviction for the session store.",
-            label,
-            policy,
-        )
-
-
-def _warn_about_replicas(connected: int | None, wanted: int, label: str) -> None:
-    if connected is not None and connected < wanted:
-        logger.warning(
-            "replica_acks=%d but the primary at %s has %d replica(s) connected: logins, logouts and "
-            "revocations will answer 503 until enough replicas connect. Refreshes keep working.",
-            wanted,
-            label,
-            connected,
-        )
+    return RedisStore(redis, url=redis_url, settings=settings, observer=observer)

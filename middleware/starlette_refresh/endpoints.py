@@ -20,6 +20,7 @@ from .observe import log_fields
 from .sessions import IssuedSession, SessionService
 from .settings import Settings
 from .web import (
+    authorization_values,
     bearer_token,
     check_same_origin,
     clear_refresh_cookie,
@@ -176,9 +177,9 @@ class AuthEndpoints:
         body_token = body.get("refresh_token")
         if body_token is not None and (not isinstance(body_token, str) or not body_token):
             raise InvalidRequest("refresh_token must be a non-empty string")
-        if count_cookies(request.headers, self.settings.cookie.name) > 1:
+        if count_cookies(request.headers, self.settings.cookie_name) > 1:
             raise InvalidRequest("more than one refresh cookie; clear this site's cookies and log in again")
-        cookie_token = request.cookies.get(self.settings.cookie.name) or None
+        cookie_token = request.cookies.get(self.settings.cookie_name) or None
         if body_token is not None:
             if cookie_token is not None and cookie_token != body_token:
                 raise InvalidRequest("the refresh cookie and the body carry different refresh tokens")
@@ -193,14 +194,14 @@ class AuthEndpoints:
         return None, "cookie"
 
     def _required_claims(self, request: Request) -> Mapping[str, Any]:
-        token = bearer_token(request.headers)
+        token = bearer_token(authorization_values(request.scope))
         if token is None:
             raise _MissingToken("an access token is required")
         return self.access.verify(token)
 
     def _optional_claims(self, request: Request) -> Mapping[str, Any] | None:
         try:
-            token = bearer_token(request.headers)
+            token = bearer_token(authorization_values(request.scope))
             return self.access.verify(token) if token else None
         except AuthError:
             return None

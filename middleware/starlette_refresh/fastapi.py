@@ -146,7 +146,7 @@ def document_auth_endpoints(app: FastAPI, auth: TokenAuth) -> None:
         if app.openapi_schema:
             return app.openapi_schema
         schema = build()
-        schema.setdefault("paths", {}).update(_auth_paths(auth.settings.prefix, auth.settings.cookie.name))
+        schema.setdefault("paths", {}).update(_auth_paths(auth.settings.prefix, auth.settings.cookie_name))
         components = schema.setdefault("components", {})
         components.setdefault("schemas", {}).update(_SCHEMAS)
         components.setdefault("securitySchemes", {}).setdefault(

@@ -25,14 +25,8 @@ from .revocations import RevocationList
 from .settings import Settings
 from .sockets import TokenWindow, authorization_from_subprotocols, serve_anonymous_socket, serve_token_socket
 from .token_cache import VerifiedTokens
-from .user import TokenUser, credentials_for, scopes_of
-from .web import (
-    authorization_values,
-    bearer_from_values,
-    error_answer,
-    query_carries_token,
-    unauthorized_answer,
-)
+from .user import TokenUser, scopes_of
+from .web import authorization_values, bearer_token, error_answer, query_carries_token, unauthorized_answer
 
 logger = logging.getLogger("starlette_refresh.middleware")
 
@@ -82,56 +76,66 @@ class TokenAuthMiddleware:
         if kind == "http" and self.endpoints.handles(path):
             await self.endpoints(scope, receive, send)
             return
-        authorization = authorization_values(scope)
-        if kind == "websocket":
-            await self._socket(scope, receive, send, authorization)
-            return
-        principal = self._remembered(scope, authorization)
-        if principal is not None:
-            # The per-request path: a dict lookup, the time window and the revocation list.
-            scope["user"], scope["auth"] = principal.user, AuthCredentials(principal.scopes)
-            await self.app(scope, receive, send)
-            return
         try:
-            claims = self._authenticate(scope, authorization)
+            principal = self._principal(scope)
         except AuthError as error:
-            await self._refuse(scope, receive, send, error)
-            return
-        if claims is None and not self.settings.is_excluded(path):
+            # A bad token on an excluded path counts as no token; a bad handshake never does.
+            if isinstance(error, _BadHandshake) or not self.settings.is_excluded(path):
+                await self._refuse(scope, receive, send, error)
+                return
+            principal = None
+        if principal is None and not self.settings.is_excluded(path):
             await self._refuse(scope, receive, send, None)
             return
-        await self.app(scope, receive, send)
+        _admit(scope, principal)
+        if kind == "http":
+            await self.app(scope, receive, send)
+        elif principal is None:
+            await serve_anonymous_socket(self.app, scope, receive, send)
+        else:
+            await self._serve_token_socket(scope, receive, send, principal)
 
-    async def _socket(self, scope: Scope, receive: Receive, send: Send, authorization: list[bytes]) -> None:
-        """A WebSocket handshake: the same check as a request (the token may also come as a
-        subprotocol), then the app runs until the socket closes or its token ends."""
-        try:
-            authorization = authorization_from_subprotocols(scope, authorization)
-            principal = self._remembered(scope, authorization)
-            if principal is not None:
-                scope["user"], scope["auth"] = principal.user, AuthCredentials(principal.scopes)
-                claims: Mapping[str, Any] | None = principal.user.claims
-            else:
-                claims = self._authenticate(scope, authorization)
-        except AuthError as error:
-            await self._refuse(scope, receive, send, error)
-            return
-        if claims is None:
-            if self.settings.is_excluded(scope["path"]):
-                await serve_anonymous_socket(self.app, scope, receive, send)
-            else:
-                await self._refuse(scope, receive, send, None)
-            return
+    def _principal(self, scope: Scope) -> _Principal | None:
+        """Who the request's access token proves; None without a token; AuthError for a bad one.
+
+        A header verified before, still in its window and not revoked, costs a dict lookup; any
+        other goes through every check, which also names the problem, and is remembered when it passes.
+        """
+        authorization = authorization_values(scope)
+        if scope["type"] == "websocket":
+            try:
+                authorization = authorization_from_subprotocols(scope, authorization)
+            except InvalidRequest as error:
+                raise _BadHandshake(error.description) from error
+        query_token = bool(scope.get("query_string")) and query_carries_token(scope)
+        if len(authorization) == 1 and not query_token:
+            principal = self._principals.get(authorization[0])
+            if principal is not None and not self._is_revoked(principal.session_id):
+                return principal
+        if query_token:
+            raise InvalidRequest("tokens in the query string are refused; send Authorization: Bearer")
+        token = bearer_token(authorization)
+        if token is None:
+            return None
+        claims = self.access.verify(token)
+        principal = _Principal(TokenUser(claims), scopes_of(claims), claims["sid"])
+        self._principals.remember(authorization[0], principal, *self.access.validity(claims))
+        return principal
+
+    async def _serve_token_socket(
+        self, scope: Scope, receive: Receive, send: Send, principal: _Principal
+    ) -> None:
+        """The app runs until the socket closes, its token ends or its session is revoked."""
         await serve_token_socket(
             self.app,
             scope,
             receive,
             send,
-            session_id=claims["sid"],
-            window=self._window(claims),
+            session_id=principal.session_id,
+            window=self._window(principal.user.claims),
             clock=self.clock,
             watch_revocation=self.revocations.watch,
-            renew=partial(self._renewal, claims["sid"]),
+            renew=partial(self._renewal, principal.session_id),
             observer=self.observer,
         )
 
@@ -145,46 +149,6 @@ class TokenAuthMiddleware:
 
     def _window(self, claims: Mapping[str, Any]) -> TokenWindow:
         return TokenWindow(self.access.validity(claims)[1], int(claims["exp"]))
-
-    def _authenticate(self, scope: Scope, authorization: list[bytes]) -> Mapping[str, Any] | None:
-        """Sets the scope's user and credentials from a bearer token: the claims; None without a
-        token (the user is anonymous). A bad token raises AuthError, except on an excluded path,
-        where it counts as no token."""
-        try:
-            claims = self._verified_claims(scope, authorization)
-        except AuthError:
-            if not self.settings.is_excluded(scope["path"]):
-                raise
-            claims = None  # an excluded path treats a bad token like no token
-        if claims is not None:
-            scope["user"], scope["auth"] = TokenUser(claims), credentials_for(claims)
-        else:
-            scope["user"], scope["auth"] = UnauthenticatedUser(), AuthCredentials()
-        return claims
-
-    def _remembered(self, scope: Scope, authorization: list[bytes]) -> _Principal | None:
-        """The principal of an Authorization header verified before, still in its window and not
-        revoked; None sends the request down the full path, which also names any problem (no
-        header, several, a token in the query string)."""
-        if len(authorization) != 1 or (scope.get("query_string") and query_carries_token(scope)):
-            return None
-        principal = self._principals.get(authorization[0])
-        if principal is None or self._is_revoked(principal.session_id):
-            return None
-        return principal
-
-    def _verified_claims(self, scope: Scope, authorization: list[bytes]) -> Mapping[str, Any] | None:
-        """The claims of the request's bearer token; None without one; AuthError for a bad one.
-        A token that verifies is remembered by its raw header."""
-        if query_carries_token(scope):
-            raise InvalidRequest("tokens in the query string are refused; send Authorization: Bearer")
-        token = bearer_from_values(authorization)
-        if token is None:
-            return None
-        claims = self.access.verify(token)
-        principal = _Principal(TokenUser(claims), scopes_of(claims), claims["sid"])
-        self._principals.remember(authorization[0], principal, *self.access.validity(claims))
-        return claims
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: AuthError | None) -> None:
         if isinstance(error, InvalidToken) or error is None:
@@ -232,6 +196,19 @@ class TokenAuthMiddleware:
             await send(message)
 
         await self.app(scope, receive_with_startup, send_with_shutdown)
+
+
+def _admit(scope: Scope, principal: _Principal | None) -> None:
+    """Lets the request in as ``principal`` (anonymous when None), per Starlette's conventions.
+    Each request gets its own credentials object; the user is shared by requests with the same header."""
+    if principal is None:
+        scope["user"], scope["auth"] = UnauthenticatedUser(), AuthCredentials()
+    else:
+        scope["user"], scope["auth"] = principal.user, AuthCredentials(principal.scopes)
+
+
+class _BadHandshake(InvalidRequest):
+    """A WebSocket handshake that offers its token wrongly: refused even on an excluded path."""
 
 
 @dataclass(frozen=True, slots=True)

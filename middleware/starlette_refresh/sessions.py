@@ -21,22 +21,59 @@ from .observe import NullObserver, Observer, RefreshOutcome, RevocationKind, log
 from .refresh_tokens import RefreshToken, RefreshTokenCodec, fingerprint
 from .revocations import RevocationList, entry_for
 from .settings import Settings
-from .store import SessionStore
+from .store import Rotation, SessionStore
 
 logger = logging.getLogger("starlette_refresh.sessions")
 
 MAX_USER_AGENT_CHARS = 256
 
-# Store verdicts as refresh outcomes: a missing record reads as revoked, since Redis deletes a session's
-# record both when it is revoked and when its idle lifetime runs out.
-_REFRESH_OUTCOMES: dict[str, RefreshOutcome] = {
-    "rotated": "rotated",
-    "grace": "grace",
-    "reused": "reused",
-    "expired": "expired",
-    "revoked": "revoked",
-    "missing": "revoked",
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """How the service answers one store verdict on a refresh: the outcome it reports, the log line
+    (``%(where)s``, ``%(generation)d`` and ``%(stored)d`` are filled in), whether the session ends
+    (reuse), and the refusal's description, or None when new tokens are issued."""
+
+    outcome: RefreshOutcome
+    level: int
+    message: str
+    refusal: str | None = None
+    ends_session: bool = False
+
+
+_INVALID_OR_REVOKED = "refresh token is invalid or revoked"
+_REVOKED = _Answer("revoked", logging.INFO, "refresh refused (revoked): %(where)s", _INVALID_OR_REVOKED)
+_AHEAD = _Answer(
+    "rotated",
+    logging.WARNING,
+    "refresh ahead of store: %(where)s while the store had gen %(stored)d (lost writes?); rotated",
+)
+# A missing record reads as revoked: Redis deletes a session's record both when it is revoked and
+# when its idle lifetime runs out.
+_ANSWERS: dict[str, _Answer] = {
+    "rotated": _Answer("rotated", logging.INFO, "refresh rotated: %(where)s -> gen %(generation)d"),
+    "grace": _Answer(
+        "grace", logging.INFO, "refresh within grace: %(where)s answered with current gen %(generation)d"
+    ),
+    "reused": _Answer(
+        "reused",
+        logging.WARNING,
+        "SECURITY refresh token reuse detected: %(where)s, current gen was %(generation)d; session revoked",
+        "refresh token was already used; the session has been revoked",
+        ends_session=True,
+    ),
+    "expired": _Answer("expired", logging.INFO, "refresh refused (expired): %(where)s", "session expired"),
+    "revoked": _REVOKED,
+    "missing": _Answer("revoked", logging.INFO, "refresh refused (missing): %(where)s", _INVALID_OR_REVOKED),
 }
+
+
+def _answer_to(verdict: Rotation, token: RefreshToken) -> _Answer:
+    """The answer to a store verdict; a rotation from a token ahead of the store is logged apart."""
+    if verdict.outcome == "rotated" and verdict.stored_generation < token.generation:
+        return _AHEAD
+    return _ANSWERS.get(verdict.outcome, _REVOKED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +159,6 @@ class SessionService:
         )
         self.observer.login()
         if evicted:
-            self.observer.revocation("evicted", len(evicted))
             logger.info(
                 "session limit reached: evicted %d oldest session(s) of user %s: %s",
                 len(evicted),
@@ -130,7 +166,7 @@ class SessionService:
                 ", ".join(evicted),
                 extra=log_fields("session_evicted", user=tag, sessions=evicted),
             )
-            await self._announce(tag, evicted)
+            await self._end_sessions("evicted", tag, evicted)
         issued = self._issue(subject, json.loads(claims_json), tag, session_id, 0, idle, now_ms)
         refresh_fingerprint = fingerprint(issued.refresh_token)
         logger.info(
@@ -156,18 +192,7 @@ class SessionService:
             raise
         presented = fingerprint(raw_token)
         if self.revocations.is_revoked(token.session_id):
-            # Revoked, yet presented: end it in the store again, in case Redis lost the
-            # revocation (restored from an older snapshot) and would otherwise resurrect it.
-            with self._refresh_outage():
-                await self.store.revoke(token.user_tag, token.session_id, None, self._now_ms())
-            self.observer.refresh("revoked")
-            logger.warning(
-                "refresh refused: session %s is revoked (refresh %s); ended it in the store again",
-                token.session_id,
-                presented,
-                extra=self._refresh_fields("revoked", token, presented),
-            )
-            raise InvalidGrant("refresh token is invalid or revoked")
+            await self._refuse_revoked(token, presented)
         now_ms = self._now_ms()
         with self._refresh_outage():
             verdict = await self.store.rotate(
@@ -178,85 +203,67 @@ class SessionService:
                 int(self.settings.refresh_grace * 1000),
                 self.settings.refresh_ttl * 1000,
             )
-        outcome = _REFRESH_OUTCOMES.get(verdict.outcome, "revoked")
+        answer = _answer_to(verdict, token)
         # Counted before anything else can fail: a reuse stays a reuse even if announcing it does not.
-        self.observer.refresh(outcome)
-        fields = self._refresh_fields(outcome, token, presented)
+        self.observer.refresh(answer.outcome)
         where = f"session {token.session_id} gen {token.generation} (refresh {presented})"
-        if verdict.outcome in ("rotated", "grace"):
-            if verdict.outcome == "grace":
-                logger.info(
-                    "refresh within grace: %s answered with current gen %d",
-                    where,
-                    verdict.generation,
-                    extra=fields,
-                )
-            elif verdict.stored_generation < token.generation:
-                logger.warning(
-                    "refresh ahead of store: %s while the store had gen %d (lost writes?); rotated",
-                    where,
-                    verdict.stored_generation,
-                    extra=fields,
-                )
-            else:
-                logger.info("refresh rotated: %s -> gen %d", where, verdict.generation, extra=fields)
-            claims = json.loads(verdict.claims_json)
-            return self._issue(
-                verdict.subject,
-                claims,
-                token.user_tag,
-                token.session_id,
-                verdict.generation,
-                verdict.idle_expires_at_ms,
-                now_ms,
-            )
-        if verdict.outcome == "reused":
-            self.observer.revocation("reuse", 1)
-            logger.warning(
-                "SECURITY refresh token reuse detected: %s, current gen was %d; session revoked",
-                where,
-                verdict.generation,
-                extra=fields,
-            )
-            await self._announce(token.user_tag, [token.session_id])
-            raise InvalidGrant("refresh token was already used; the session has been revoked")
-        logger.info("refresh refused (%s): %s", verdict.outcome, where, extra=fields)
-        if verdict.outcome == "expired":
-            raise InvalidGrant("session expired")
-        raise InvalidGrant("refresh token is invalid or revoked")
+        details = {"where": where, "generation": verdict.generation, "stored": verdict.stored_generation}
+        fields = self._refresh_fields(answer, token, presented)
+        logger.log(answer.level, answer.message, details, extra=fields)
+        if answer.ends_session:
+            await self._end_sessions("reuse", token.user_tag, [token.session_id])
+        if answer.refusal is not None:
+            raise InvalidGrant(answer.refusal)
+        return self._issue(
+            verdict.subject,
+            json.loads(verdict.claims_json),
+            token.user_tag,
+            token.session_id,
+            verdict.generation,
+            verdict.idle_expires_at_ms,
+            now_ms,
+        )
+
+    async def _refuse_revoked(self, token: RefreshToken, presented: str) -> None:
+        """Refuses a token of a session this process knows is revoked. Ends it in the store again,
+        in case Redis lost the revocation (restored from an older snapshot) and would resurrect it."""
+        with self._refresh_outage():
+            await self.store.revoke(token.user_tag, token.session_id, None, self._now_ms())
+        self.observer.refresh("revoked")
+        logger.warning(
+            "refresh refused: session %s is revoked (refresh %s); ended it in the store again",
+            token.session_id,
+            presented,
+            extra=self._refresh_fields(_REVOKED, token, presented),
+        )
+        raise InvalidGrant(_REVOKED.refusal or "")
 
     async def logout(self, raw_token: str | None, session_hint: tuple[str, str] | None = None) -> None:
         """Ends the session named by a refresh token, or by ``(subject, session id)`` from an access token.
 
         Idempotent: an unknown or already ended session is not an error.
         """
+        presented = fingerprint(raw_token) if raw_token else None
         if raw_token:
             try:
                 token = self.refresh_codec.parse(raw_token)
             except InvalidGrant:
-                presented = fingerprint(raw_token)
                 logger.info(
                     "logout with an invalid refresh token (%s); nothing to end",
                     presented,
                     extra=log_fields("logout", outcome="invalid", fingerprint=presented),
                 )
                 return
-            ended = await self.store.revoke(token.user_tag, token.session_id, None, self._now_ms())
-            self._count_ended("logout", 1 if ended else 0)
-            # Announced even when already gone: an earlier attempt may have ended it and then
-            # failed to announce it.
-            await self._announce(token.user_tag, [token.session_id])
-            self._log_logout(token.user_tag, token.session_id, ended, fingerprint(raw_token))
+            tag, session_id, owner = token.user_tag, token.session_id, None
+        elif session_hint is not None:
+            owner, session_id = session_hint
+            tag = self.refresh_codec.user_tag(owner)
+        else:
             return
-        if session_hint is not None:
-            subject, session_id = session_hint
-            tag = self.refresh_codec.user_tag(subject)
-            ended = await self.store.revoke(tag, session_id, subject, self._now_ms())
-            self._count_ended("logout", 1 if ended else 0)
-            await self._announce(tag, [session_id])
-            self._log_logout(tag, session_id, ended, None)
-
-    def _log_logout(self, tag: str, session_id: str, ended: bool, presented: str | None) -> None:
+        ended = await self.store.revoke(tag, session_id, owner, self._now_ms())
+        # Announced even when already gone: an earlier attempt may have ended it and then failed to
+        # announce it.
+        await self._end_sessions("logout", tag, [session_id] if ended else [], announce=[session_id])
         logger.info(
             "logout: session %s %s",
             session_id,
@@ -274,8 +281,7 @@ class SessionService:
         """Ends every session of ``subject``; returns how many were alive."""
         tag = self.refresh_codec.user_tag(subject)
         ended = await self.store.revoke_all(tag, self._now_ms())
-        self._count_ended("logout_all", len(ended))
-        await self._announce(tag, ended)
+        await self._end_sessions("logout_all", tag, ended)
         logger.info(
             "logout-all: ended %d session(s) of user %s",
             len(ended),
@@ -288,9 +294,7 @@ class SessionService:
         """Ends one of ``subject``'s sessions; False when it is not theirs or not alive."""
         tag = self.refresh_codec.user_tag(subject)
         ended = await self.store.revoke(tag, session_id, subject, self._now_ms())
-        if ended:
-            self._count_ended("session_revoke", 1)
-            await self._announce(tag, [session_id])
+        await self._end_sessions("session_revoke", tag, [session_id] if ended else [])
         logger.info(
             "revoke: session %s %s",
             session_id,
@@ -315,10 +319,6 @@ class SessionService:
             )
             for s in stored
         ]
-
-    def parse_refresh_token(self, raw_token: str) -> RefreshToken:
-        """Shape and MAC check only (no store access)."""
-        return self._parse(raw_token, "parse")
 
     def _parse(self, raw_token: str, operation: str) -> RefreshToken:
         try:
@@ -353,8 +353,21 @@ class SessionService:
             subject=subject,
         )
 
-    async def _announce(self, user_tag: str, session_ids: Sequence[str]) -> None:
-        """Makes the sessions' access tokens fail here at once, and on every other process via Redis."""
+    async def _end_sessions(
+        self,
+        kind: RevocationKind,
+        user_tag: str,
+        ended: Sequence[str],
+        *,
+        announce: Sequence[str] | None = None,
+    ) -> None:
+        """The one path of every session that ends before its time: counts the ``ended`` ones (once
+        the store has ended them, before announcing: a failed announcement answers 503 and the client's
+        retry finds the session gone, so counting later would miss it), then makes the access tokens
+        of ``announce`` (default: ``ended``) fail here at once and on every other process via Redis."""
+        if ended:
+            self.observer.revocation(kind, len(ended))
+        session_ids = ended if announce is None else announce
         if not session_ids:
             return
         entries = [entry_for(user_tag, sid) for sid in session_ids]
@@ -376,23 +389,15 @@ class SessionService:
             self.observer.refresh("unavailable")
             raise
 
-    def _refresh_fields(
-        self, outcome: RefreshOutcome, token: RefreshToken, presented: str
-    ) -> dict[str, object]:
+    def _refresh_fields(self, answer: _Answer, token: RefreshToken, presented: str) -> dict[str, object]:
         return log_fields(
             "refresh",
-            outcome=outcome,
+            outcome=answer.outcome,
             user=token.user_tag,
             session=token.session_id,
             generation=token.generation,
             fingerprint=presented,
         )
-
-    def _count_ended(self, kind: RevocationKind, sessions: int) -> None:
-        # Counted once the store has ended them, before announcing: a failed announcement answers 503
-        # and the client's retry finds the session already gone, so counting later would miss it.
-        if sessions:
-            self.observer.revocation(kind, sessions)
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)

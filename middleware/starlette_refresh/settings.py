@@ -1,15 +1,19 @@
-"""Validated, immutable settings.
+"""Every setting of the library, with its default, written once.
 
-Every value is checked once, when :class:`~starlette_refresh.TokenAuth` is built, so a bad setting
-stops the app at import time with a message that says what to change.
+:class:`Settings` is the one home: ``TokenAuth(settings=Settings(...))`` takes it whole, and
+``TokenAuth(access_ttl=...)`` takes the same names as keywords, checked against it. Every value is
+checked when the object is built, so a bad setting stops the app at import time with a message that
+says what to change. Each message names the setting as the field is named, so an app that reads its
+settings from elsewhere (environment variables, say) can relabel the names and nothing else.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, TypedDict
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
@@ -22,138 +26,95 @@ MAX_LEEWAY = 300
 
 
 @dataclass(frozen=True, slots=True)
-class CookieSettings:
-    """How the refresh token travels as a cookie.
+class Settings:
+    """Lifetimes, paths and policies of one app. Times are seconds.
 
-    ``path`` defaults to the endpoint prefix so the cookie is only ever sent to the auth endpoints.
-    Set ``secure=False`` only for plain-http development.
+    ``exclude`` and ``trusted_origins`` take any collection of strings and are kept as a tuple and a
+    frozenset of normalized origins.
     """
 
-    name: str = "refresh_token"
-    secure: bool = True
-    samesite: SameSite = "strict"
-    domain: str | None = None
-    path: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Lifetimes, paths and policies. Times are seconds."""
-
+    #: Lifetime of an access token.
     access_ttl: int = 900
+    #: Idle lifetime of a session: each refresh moves its end this far ahead.
     refresh_ttl: int = 7 * DAY
+    #: Absolute lifetime of a session, however often it is refreshed.
     absolute_ttl: int = 30 * DAY
+    #: How long the previous refresh token still answers (two tabs, a lost response).
     refresh_grace: float = 10.0
+    #: Clock skew tolerated on token times, at most :data:`MAX_LEEWAY`.
     leeway: int = 10
+    #: Where the auth endpoints live; the refresh cookie is scoped to it.
     prefix: str = "/auth"
-    exclude: tuple[str, ...] = ()
+    #: Path prefixes that need no access token (``/static``; ``/static/`` for below only; ``/$`` exact).
+    exclude: Collection[str] = ()
+    #: ``iss`` written into access tokens and required from them.
     issuer: str | None = None
+    #: ``aud`` written into access tokens and required from them.
     audience: str | None = None
+    #: The realm of ``WWW-Authenticate`` challenges.
     realm: str = "api"
-    cookie: CookieSettings = field(default_factory=CookieSettings)
-    trusted_origins: frozenset[str] = frozenset()
+    cookie_name: str = "refresh_token"
+    #: ``False`` only for plain-http development.
+    cookie_secure: bool = True
+    cookie_samesite: SameSite = "strict"
+    cookie_domain: str | None = None
+    #: The refresh cookie's ``Path``; None scopes it to ``prefix``.
+    cookie_path: str | None = None
+    #: Other origins whose pages may use the refresh cookie (``https://app.example.com``).
+    trusted_origins: Collection[str] = frozenset()
+    #: Prefix of every Redis key and channel the library writes.
     key_prefix: str = "sr:"
+    #: A login over this many live sessions ends the user's oldest ones.
     max_sessions_per_user: int = 100
+    #: The longest a store operation may take, waiting for a connection included, before a 503.
     store_timeout: float = 2.0
     store_max_connections: int = 100
+    #: ``Retry-After`` of a 503.
     retry_after: int = 2
+    #: Replicas that must hold a login, logout or revocation before it is answered (Redis ``WAIT``).
     replica_acks: int = 0
     replica_ack_timeout: float = 0.5
+    #: Verified access tokens remembered per process (0 turns the cache off).
     access_cache_size: int = 10_000
+    #: The largest request body the auth endpoints read.
     max_body_bytes: int = 16_384
+    #: The largest app claims a session may carry, as JSON.
     max_claims_bytes: int = 4_096
     # Derived from ``exclude`` once, so that the per-request check is a set lookup and one startswith.
     _excluded_exact: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
     _excluded_below: tuple[str, ...] = field(init=False, repr=False, compare=False, default=())
 
     def __post_init__(self) -> None:
-        _positive_int("access_ttl", self.access_ttl)
-        _positive_int("refresh_ttl", self.refresh_ttl)
-        _positive_int("absolute_ttl", self.absolute_ttl)
-        _positive_int("max_sessions_per_user", self.max_sessions_per_user)
-        _positive_int("store_max_connections", self.store_max_connections)
-        _positive_int("retry_after", self.retry_after)
-        _positive_int("max_body_bytes", self.max_body_bytes)
-        _positive_int("max_claims_bytes", self.max_claims_bytes)
-        if not isinstance(self.leeway, int) or isinstance(self.leeway, bool) or self.leeway < 0:
-            raise ConfigurationError(f"leeway must be a whole number of seconds >= 0, got {self.leeway!r}")
-        if self.leeway > MAX_LEEWAY:
-            raise ConfigurationError(
-                f"leeway={self.leeway} is more than 5 minutes; fix the servers' clocks instead"
-            )
-        _finite_number("refresh_grace", self.refresh_grace)
-        _finite_number("store_timeout", self.store_timeout)
-        if not 0 <= self.refresh_grace < self.refresh_ttl:
-            raise ConfigurationError(
-                f"refresh_grace must be >= 0 and shorter than refresh_ttl, got {self.refresh_grace!r}"
-            )
-        if self.access_ttl >= self.refresh_ttl:
-            raise ConfigurationError(
-                f"access_ttl ({self.access_ttl}s) must be shorter than refresh_ttl "
-                f"({self.refresh_ttl}s), or refreshing could never help"
-            )
-        if self.refresh_ttl > self.absolute_ttl:
-            raise ConfigurationError(
-                f"refresh_ttl ({self.refresh_ttl}s) must not exceed absolute_ttl ({self.absolute_ttl}s)"
-            )
-        if self.store_timeout <= 0:
-            raise ConfigurationError(f"store_timeout must be > 0 seconds, got {self.store_timeout!r}")
-        acks = self.replica_acks
-        if not isinstance(acks, int) or isinstance(acks, bool) or acks < 0:
-            raise ConfigurationError(
-                f"replica_acks must be a whole number of replicas >= 0, got {self.replica_acks!r}"
-            )
-        cache = self.access_cache_size
-        if not isinstance(cache, int) or isinstance(cache, bool) or cache < 0:
-            raise ConfigurationError(
-                f"access_cache_size must be a whole number of tokens >= 0 (0 turns the cache off), "
-                f"got {cache!r}"
-            )
-        _finite_number("replica_ack_timeout", self.replica_ack_timeout)
-        if self.replica_ack_timeout <= 0 or (acks and self.replica_ack_timeout >= self.store_timeout):
-            raise ConfigurationError(
-                f"replica_ack_timeout must be > 0 and shorter than store_timeout ({self.store_timeout}s), "
-                f"got {self.replica_ack_timeout!r}"
-            )
-        if not self.prefix.startswith("/") or self.prefix.endswith("/") or len(self.prefix) < 2:
-            raise ConfigurationError(
-                f"prefix must look like '/auth' (leading slash, no trailing slash), got {self.prefix!r}"
-            )
-        for path in self.exclude:
-            if not path.startswith("/"):
-                raise ConfigurationError(f"exclude entries are path prefixes like '/login', got {path!r}")
-            if path == "/":
-                raise ConfigurationError(
-                    "exclude '/' would leave every path unprotected; write '/$' to exclude only the root page"
-                )
-        for origin in self.trusted_origins:
-            if normalize_origin(origin) != origin:
-                raise ConfigurationError(
-                    f"trusted_origins entries look like 'https://app.example.com' "
-                    f"(scheme, host, optional port, nothing else), got {origin!r}"
-                )
-        if self.cookie.samesite not in ("strict", "lax", "none"):
-            raise ConfigurationError(
-                f"cookie samesite must be 'strict', 'lax' or 'none', got {self.cookie.samesite!r}"
-            )
-        if self.cookie.samesite == "none" and not self.cookie.secure:
-            raise ConfigurationError("browsers drop SameSite=None cookies that are not Secure")
-        if not self.cookie.name or any(c in self.cookie.name for c in " ;,=\t\r\n"):
-            raise ConfigurationError(f"cookie name {self.cookie.name!r} is not a valid cookie name")
+        for name in ("exclude", "trusted_origins"):
+            if isinstance(getattr(self, name), str):
+                raise ConfigurationError("exclude and trusted_origins take a list of strings, not one string")
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+        object.__setattr__(self, "trusted_origins", _origins(self.trusted_origins))
+        for check in _CHECKS:
+            check(self)
         exact = {p[:-1] if p.endswith("$") else p for p in self.exclude if not p.endswith("/")}
         below = tuple(p if p.endswith("/") else p + "/" for p in self.exclude if not p.endswith("$"))
         object.__setattr__(self, "_excluded_exact", frozenset(exact))
         object.__setattr__(self, "_excluded_below", below)
-        if not self.key_prefix or "{" in self.key_prefix or "}" in self.key_prefix:
-            raise ConfigurationError(
-                f"key_prefix must be non-empty and free of '{{' and '}}' (they are Redis Cluster "
-                f"hash tags), got {self.key_prefix!r}"
-            )
+
+    @classmethod
+    def build(cls, base: Settings | None = None, **options: Any) -> Settings:
+        """``base`` (or the defaults) with ``options`` replacing some fields; an unknown name is a
+        :class:`ConfigurationError` that suggests the closest one."""
+        unknown = sorted(set(options) - SETTING_NAMES)
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], SETTING_NAMES, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; the settings are {sorted(SETTING_NAMES)}"
+            raise ConfigurationError(f"unknown setting {unknown[0]!r}{hint}")
+        if base is None:
+            return cls(**options)
+        current = {name: getattr(base, name) for name in SETTING_NAMES}
+        return cls(**{**current, **options})
 
     @property
-    def cookie_path(self) -> str:
-        """Where the refresh cookie is sent: the endpoint prefix unless configured otherwise."""
-        return self.cookie.path or self.prefix
+    def refresh_cookie_path(self) -> str:
+        """Where the refresh cookie is sent: ``cookie_path``, else the endpoint prefix."""
+        return self.cookie_path or self.prefix
 
     def is_excluded(self, path: str) -> bool:
         """True when ``path`` needs no access token.
@@ -163,6 +124,41 @@ class Settings:
         exact match (``/$`` is the root page alone).
         """
         return path in self._excluded_exact or path.startswith(self._excluded_below)
+
+
+class SettingOptions(TypedDict, total=False):
+    """The fields of :class:`Settings` as keyword arguments of ``TokenAuth`` (for type checkers; a
+    unit test keeps the two in step)."""
+
+    access_ttl: int
+    refresh_ttl: int
+    absolute_ttl: int
+    refresh_grace: float
+    leeway: int
+    prefix: str
+    exclude: Iterable[str]
+    issuer: str | None
+    audience: str | None
+    realm: str
+    cookie_name: str
+    cookie_secure: bool
+    cookie_samesite: SameSite
+    cookie_domain: str | None
+    cookie_path: str | None
+    trusted_origins: Iterable[str]
+    key_prefix: str
+    max_sessions_per_user: int
+    store_timeout: float
+    store_max_connections: int
+    retry_after: int
+    replica_acks: int
+    replica_ack_timeout: float
+    access_cache_size: int
+    max_body_bytes: int
+    max_claims_bytes: int
+
+
+SETTING_NAMES = frozenset(f.name for f in fields(Settings) if f.init)
 
 
 def normalize_origin(value: str) -> str:
@@ -184,11 +180,11 @@ def normalize_origin(value: str) -> str:
     return f"{parts.scheme}://{host}{suffix}"
 
 
-def origins(values: Iterable[str]) -> frozenset[str]:
-    """Normalizes a list of trusted origins, failing loudly on anything that is not an origin."""
+def _origins(values: Iterable[str]) -> frozenset[str]:
+    """Normalizes trusted origins, failing loudly on anything that is not an origin."""
     result = set()
     for value in values:
-        origin = normalize_origin(value)
+        origin = normalize_origin(value) if isinstance(value, str) else ""
         if not origin:
             raise ConfigurationError(
                 f"trusted_origins entries look like 'https://app.example.com', got {value!r}"
@@ -197,11 +193,100 @@ def origins(values: Iterable[str]) -> frozenset[str]:
     return frozenset(result)
 
 
-def _finite_number(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}")
+# --------------------------------------------------------------------------- checks, in order
+
+#: Settings that must be whole numbers (``int``, never ``bool``): the least value and how to say it.
+_WHOLE_NUMBERS: Mapping[str, tuple[int, str]] = {
+    "access_ttl": (1, "a whole number > 0"),
+    "refresh_ttl": (1, "a whole number > 0"),
+    "absolute_ttl": (1, "a whole number > 0"),
+    "max_sessions_per_user": (1, "a whole number > 0"),
+    "store_max_connections": (1, "a whole number > 0"),
+    "retry_after": (1, "a whole number > 0"),
+    "max_body_bytes": (1, "a whole number > 0"),
+    "max_claims_bytes": (1, "a whole number > 0"),
+    "leeway": (0, "a whole number of seconds >= 0"),
+    "replica_acks": (0, "a whole number of replicas >= 0"),
+    "access_cache_size": (0, "a whole number of tokens >= 0 (0 turns the cache off)"),
+}
+#: Settings that are a finite number of seconds (``int`` or ``float``).
+_SECONDS = ("refresh_grace", "store_timeout", "replica_ack_timeout")
 
 
-def _positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ConfigurationError(f"{name} must be a whole number > 0, got {value!r}")
+def _check_numbers(s: Settings) -> None:
+    for name, (least, what) in _WHOLE_NUMBERS.items():
+        value = getattr(s, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ConfigurationError(f"{name} must be {what}, got {value!r}")
+    for name in _SECONDS:
+        value = getattr(s, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}")
+
+
+def _check_lifetimes(s: Settings) -> None:
+    if s.leeway > MAX_LEEWAY:
+        raise ConfigurationError(f"leeway={s.leeway} is more than 5 minutes; fix the servers' clocks instead")
+    if not 0 <= s.refresh_grace < s.refresh_ttl:
+        raise ConfigurationError(
+            f"refresh_grace must be >= 0 and shorter than refresh_ttl ({s.refresh_ttl}s), "
+            f"got {s.refresh_grace!r}"
+        )
+    if s.access_ttl >= s.refresh_ttl:
+        raise ConfigurationError(
+            f"access_ttl ({s.access_ttl}s) must be shorter than refresh_ttl ({s.refresh_ttl}s), "
+            "or refreshing could never help"
+        )
+    if s.refresh_ttl > s.absolute_ttl:
+        raise ConfigurationError(
+            f"refresh_ttl ({s.refresh_ttl}s) must not exceed absolute_ttl ({s.absolute_ttl}s)"
+        )
+
+
+def _check_store(s: Settings) -> None:
+    if s.store_timeout <= 0:
+        raise ConfigurationError(f"store_timeout must be > 0 seconds, got {s.store_timeout!r}")
+    if s.replica_ack_timeout <= 0 or (s.replica_acks and s.replica_ack_timeout >= s.store_timeout):
+        raise ConfigurationError(
+            f"replica_ack_timeout must be > 0 and shorter than store_timeout ({s.store_timeout}s), "
+            f"got {s.replica_ack_timeout!r}"
+        )
+    if not s.key_prefix or "{" in s.key_prefix or "}" in s.key_prefix:
+        raise ConfigurationError(
+            f"key_prefix must be non-empty and free of '{{' and '}}' (they are Redis Cluster "
+            f"hash tags), got {s.key_prefix!r}"
+        )
+
+
+def _check_paths(s: Settings) -> None:
+    if not s.prefix.startswith("/") or s.prefix.endswith("/") or len(s.prefix) < 2:
+        raise ConfigurationError(
+            f"prefix must look like '/auth' (leading slash, no trailing slash), got {s.prefix!r}"
+        )
+    for path in s.exclude:
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ConfigurationError(f"exclude entries are path prefixes like '/login', got {path!r}")
+        if path == "/":
+            raise ConfigurationError(
+                "exclude '/' would leave every path unprotected; write '/$' to exclude only the root page"
+            )
+
+
+def _check_cookie(s: Settings) -> None:
+    if s.cookie_samesite not in ("strict", "lax", "none"):
+        raise ConfigurationError(
+            f"cookie samesite must be 'strict', 'lax' or 'none', got {s.cookie_samesite!r}"
+        )
+    if s.cookie_samesite == "none" and not s.cookie_secure:
+        raise ConfigurationError("browsers drop SameSite=None cookies that are not Secure")
+    if not s.cookie_name or any(c in s.cookie_name for c in " ;,=\t\r\n"):
+        raise ConfigurationError(f"cookie name {s.cookie_name!r} is not a valid cookie name")
+
+
+_CHECKS: tuple[Callable[[Settings], None], ...] = (
+    _check_numbers,
+    _check_lifetimes,
+    _check_store,
+    _check_paths,
+    _check_cookie,
+)

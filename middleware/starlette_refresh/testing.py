@@ -10,6 +10,9 @@
     ...
     clock.advance(auth.settings.access_ttl)   # every access token issued so far has now expired
 
+:func:`fingerprint` gives the short tag that the library's log lines carry instead of a token, so a
+test can find a token's traces in the logs (and check that the token itself never appears).
+
 Nothing in the library imports this module.
 """
 
@@ -18,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import threading
 
-__all__ = ["ManualClock"]
+from .refresh_tokens import fingerprint
+
+__all__ = ["ManualClock", "fingerprint"]
 
 
 class ManualClock:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -61,16 +61,15 @@ def unauthorized_answer(settings: Settings, error: InvalidToken | None = None) -
 
 def set_refresh_cookie(response: Response, settings: Settings, token: str, max_age: int) -> None:
     """Attaches the refresh cookie: HttpOnly, scoped to the auth endpoints."""
-    cookie = settings.cookie
     response.set_cookie(
-        cookie.name,
+        settings.cookie_name,
         token,
         max_age=max_age,
-        path=settings.cookie_path,
-        domain=cookie.domain,
-        secure=cookie.secure,
+        path=settings.refresh_cookie_path,
+        domain=settings.cookie_domain,
+        secure=settings.cookie_secure,
         httponly=True,
-        samesite=cookie.samesite,
+        samesite=settings.cookie_samesite,
     )
 
 
@@ -79,37 +78,24 @@ def clear_refresh_cookie(response: Response, settings: Settings) -> None:
     set_refresh_cookie(response, settings, "", 0)
 
 
-def bearer_token(headers: Headers) -> str | None:
-    """The token of an ``Authorization: Bearer`` header; None when there is none.
+def authorization_values(scope: Scope) -> list[bytes]:
+    """The raw values of the request's Authorization headers, read straight from the ASGI scope
+    (building a ``Headers`` would decode every header of the request)."""
+    return [value for name, value in scope["headers"] if name == b"authorization"]
+
+
+def bearer_token(values: Sequence[bytes]) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, given the :func:`authorization_values`;
+    None when there is none.
 
     The scheme is case-insensitive (RFC 9110 section 11.1). Two Authorization headers, or a Bearer
     header without a token, are malformed requests.
     """
-    values = headers.getlist("authorization")
     if not values:
         return None
     if len(values) > 1:
         raise InvalidRequest("more than one Authorization header")
-    return _bearer(values[0])
-
-
-def authorization_values(scope: Scope) -> list[bytes]:
-    """The raw values of the request's Authorization headers, read straight from the ASGI scope."""
-    return [value for name, value in scope["headers"] if name == b"authorization"]
-
-
-def bearer_from_values(values: list[bytes]) -> str | None:
-    """:func:`bearer_token` for the raw values :func:`authorization_values` found: the per-request
-    path, which skips building a ``Headers`` that would decode every header of the request."""
-    if not values:
-        return None
-    if len(values) > 1:
-        raise InvalidRequest("more than one Authorization header")
-    return _bearer(values[0].decode("latin-1"))
-
-
-def _bearer(value: str) -> str | None:
-    scheme, _, token = value.strip().partition(" ")
+    scheme, _, token = values[0].decode("latin-1").strip().partition(" ")
     if scheme.lower() != "bearer":
         return None
     token = token.strip()

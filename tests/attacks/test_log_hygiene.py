@@ -31,9 +31,9 @@ import jwt
 import pytest
 from starlette.testclient import TestClient
 
-from starlette_refresh import TokenAuth, fingerprint
+from starlette_refresh import TokenAuth
 from starlette_refresh.refresh_tokens import RefreshTokenCodec
-from starlette_refresh.testing import ManualClock
+from starlette_refresh.testing import ManualClock, fingerprint
 from tests.apps import SECRET, build_app
 
 BASE_URL = "https://testserver"

@@ -19,7 +19,9 @@ import httpx2
 import pytest
 
 from harness.processes import AppServer, RedisServer
-from starlette_refresh.store import RedisStore, ReplicasBehind
+from starlette_refresh import Settings
+from starlette_refresh.scripts import ReplicasBehind
+from starlette_refresh.store import RedisStore
 from tests.integration.helpers import app_env, login, me, refresh
 from tests.support.fixtures import AppServerFactory, RedisServerFactory
 
@@ -146,9 +148,8 @@ def test_a_login_that_waited_for_its_turn_waits_for_replicas_only_as_long_as_it_
     primary, replica = primary_and_replica
 
     async def two_logins() -> list[BaseException | list[str]]:
-        store = RedisStore(
-            url=primary.url, timeout=1.0, max_connections=1, replica_acks=1, replica_ack_timeout=0.5
-        )
+        settings = Settings(store_timeout=1.0, store_max_connections=1, replica_acks=1, replica_ack_timeout=0.5)
+        store = RedisStore(url=primary.url, settings=settings)
         await store.start()
         now_ms = int(time.time() * 1000)
 

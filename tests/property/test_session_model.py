@@ -326,10 +326,10 @@ class SessionMachine(RuleBasedStateMachine):
         assert expected in ("rotated", "grace"), (
             f"{s!r} presented gen {generation} (store gen {gen_before}) at t+{self.elapsed()}s: "
             f"model says {expected}, implementation answered a token of gen "
-            f"{self.service.parse_refresh_token(issued.refresh_token).generation}"
+            f"{self.service.refresh_codec.parse(issued.refresh_token).generation}"
         )
         self.check_issued(issued, s)
-        answered = self.service.parse_refresh_token(issued.refresh_token)
+        answered = self.service.refresh_codec.parse(issued.refresh_token)
         assert (answered.session_id, answered.generation) == (s.sid, s.gen), (
             f"{s!r}: answered gen {answered.generation}, model gen {s.gen} ({expected})"
         )
@@ -380,7 +380,7 @@ class SessionMachine(RuleBasedStateMachine):
             else:
                 event("login evicted an older session")
         session.tokens.append(issued.refresh_token)
-        assert self.service.parse_refresh_token(issued.refresh_token).generation == 0
+        assert self.service.refresh_codec.parse(issued.refresh_token).generation == 0
         self.check_issued(issued, session)
 
     @precondition(lambda self: self.model.sessions)

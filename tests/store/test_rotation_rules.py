@@ -89,9 +89,9 @@ def store_of(service: SessionService) -> RedisStore:
 
 
 async def generation_in_store(service: SessionService, token: str) -> int:
-    parsed = service.parse_refresh_token(token)
+    parsed = service.refresh_codec.parse(token)
     raw = await store_of(service).redis.hget(
-        store_of(service).session_key(parsed.user_tag, parsed.session_id), "gen"
+        store_of(service).layout.session(parsed.user_tag, parsed.session_id), "gen"
     )
     return int(raw)
 
@@ -151,9 +151,9 @@ async def test_token_ahead_of_store_is_accepted_after_lost_writes(service: Sessi
     second = await service.refresh(first.refresh_token)
     third = await service.refresh(second.refresh_token)
     # Simulate a store restored from a snapshot taken before the last two rotations.
-    parsed = service.parse_refresh_token(third.refresh_token)
+    parsed = service.refresh_codec.parse(third.refresh_token)
     await store_of(service).redis.hset(
-        store_of(service).session_key(parsed.user_tag, parsed.session_id), "gen", 0
+        store_of(service).layout.session(parsed.user_tag, parsed.session_id), "gen", 0
     )
     fourth = await service.refresh(third.refresh_token)
     assert await generation_in_store(service, fourth.refresh_token) == 3
@@ -238,7 +238,7 @@ async def test_every_key_has_a_ttl_and_one_hash_tag(service: SessionService) -> 
     redis = store_of(service).redis
     keys = [k.decode() for k in await redis.keys("*")]
     assert len(keys) == 2
-    tag = service.parse_refresh_token(issued.refresh_token).user_tag
+    tag = service.refresh_codec.parse(issued.refresh_token).user_tag
     for key in keys:
         assert f"{{{tag}}}" in key
         ttl = await redis.pttl(key)
@@ -266,8 +266,8 @@ async def test_a_rotation_that_reaches_redis_after_its_deadline_changes_nothing(
 ) -> None:
     issued = await service.login("alice")
     store = store_of(service)
-    parsed = service.parse_refresh_token(issued.refresh_token)
-    keys = [store.session_key(parsed.user_tag, parsed.session_id), store.index_key(parsed.user_tag)]
+    parsed = service.refresh_codec.parse(issued.refresh_token)
+    keys = [store.layout.session(parsed.user_tag, parsed.session_id), store.layout.index(parsed.user_tag)]
     rotate = store._scripts["rotate"]
     late = await rotate(store.redis, keys, [parsed.session_id, 0, 1_800_000_000_000, 10_000, 3_600_000, 1])
     assert [x.decode() if isinstance(x, bytes) else x for x in late] == ["late"]
@@ -303,7 +303,7 @@ async def test_the_revocation_record_keeps_the_latest_time_and_lives_as_long_as_
     await store.publish_revocations([second, first], now_ms + 10_000, now_ms)
 
     assert await store.load_revocations(now_ms) == {first: now_ms + 60_000, second: now_ms + 10_000}
-    assert 50_000 < await store.redis.pttl(store.revocations_key) <= 60_000
+    assert 50_000 < await store.redis.pttl(store.layout.revocations) <= 60_000
     # Entries whose access tokens have all expired are dropped on the next write.
     third = entry_for("t" * 20, "C" * 22)
     await store.publish_revocations([third], now_ms + 80_000, now_ms + 20_000)

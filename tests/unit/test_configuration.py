@@ -13,15 +13,9 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from starlette_refresh import (
-    ConfigurationError,
-    CookieSettings,
-    RedisStore,
-    Settings,
-    StoreUnavailable,
-    TokenAuth,
-)
+from starlette_refresh import ConfigurationError, Settings, StoreUnavailable, TokenAuth
 from starlette_refresh.settings import normalize_origin
+from starlette_refresh.store import RedisStore
 from tests.apps import SECRET
 
 Factory = Callable[..., TokenAuth]
@@ -320,9 +314,13 @@ def test_boundary_values_are_accepted(make_auth: Factory) -> None:
     assert settings.refresh_grace == 0
     assert settings.leeway == 300
     assert settings.prefix == "/a"
-    assert settings.cookie_path == "/a"
+    assert settings.refresh_cookie_path == "/a"
     assert settings.exclude == ("/$", "/static/")
-    assert settings.cookie == CookieSettings(name="refresh_token", secure=True, samesite="none")
+    assert (settings.cookie_name, settings.cookie_secure, settings.cookie_samesite) == (
+        "refresh_token",
+        True,
+        "none",
+    )
     assert settings.trusted_origins == frozenset({"https://app.example.com", "http://localhost:8000"})
     assert settings.key_prefix == "myapp:sessions:"
 
@@ -335,8 +333,13 @@ def test_defaults_match_the_design(fake_redis: Any) -> None:
     assert settings.absolute_ttl == 30 * 86_400
     assert settings.refresh_grace == 10
     assert settings.prefix == "/auth"
-    assert settings.cookie_path == "/auth"
-    assert settings.cookie == CookieSettings(name="refresh_token", secure=True, samesite="strict")
+    assert settings.refresh_cookie_path == "/auth"
+    assert (settings.cookie_name, settings.cookie_secure, settings.cookie_samesite) == (
+        "refresh_token",
+        True,
+        "strict",
+    )
+    assert (settings.cookie_domain, settings.cookie_path) == (None, None)
     assert settings.issuer is None
     assert settings.audience is None
 
@@ -347,20 +350,16 @@ def test_exclude_accepts_any_iterable(make_auth: Factory) -> None:
     assert auth.settings.exclude == ("/login", "/static/")
 
 
-def test_settings_refuse_unnormalized_trusted_origins_directly() -> None:
-    refused(
-        lambda: Settings(trusted_origins=frozenset({"https://App.example.com"})),
-        "trusted_origins entries look like 'https://app.example.com' (scheme, host, optional port, "
-        "nothing else), got 'https://App.example.com'",
-    )
-    assert Settings(trusted_origins=frozenset({"https://app.example.com"})).trusted_origins == frozenset(
-        {"https://app.example.com"}
-    )
+def test_settings_normalize_trusted_origins_as_the_keywords_do() -> None:
+    settings = Settings(trusted_origins=["https://App.example.com:443", "http://localhost:8000/"])
+
+    assert settings.trusted_origins == frozenset({"https://app.example.com", "http://localhost:8000"})
+    refused(lambda: Settings(trusted_origins=["example.com"]), "trusted_origins entries look like")
 
 
 def test_settings_refuse_bad_cookie_settings_directly() -> None:
     refused(
-        lambda: Settings(cookie=CookieSettings(samesite="none", secure=False)),
+        lambda: Settings(cookie_samesite="none", cookie_secure=False),
         "browsers drop SameSite=None cookies that are not Secure",
     )
 
@@ -492,3 +491,98 @@ EXCLUDES = st.lists(
 @given(exclude=EXCLUDES, path=PATHS)
 def test_is_excluded_agrees_with_the_documented_rule(exclude: tuple[str, ...], path: str) -> None:
     assert Settings(exclude=exclude).is_excluded(path) is reference_is_excluded(exclude, path)
+
+
+# --------------------------------------------------------------------------- one home for the settings
+
+
+def test_settings_can_be_passed_whole(fake_redis: Any) -> None:
+    settings = Settings(access_ttl=60, refresh_ttl=600, absolute_ttl=600, exclude=["/login"])
+
+    auth = TokenAuth(secret_key=SECRET, redis=fake_redis, settings=settings)
+
+    assert auth.settings == settings
+    assert auth.settings.is_excluded("/login")
+
+
+def test_keywords_replace_fields_of_the_settings_passed(fake_redis: Any) -> None:
+    base = Settings(access_ttl=60, refresh_ttl=600, absolute_ttl=600, cookie_secure=False)
+
+    auth = TokenAuth(secret_key=SECRET, redis=fake_redis, settings=base, access_ttl=30, exclude=["/x"])
+
+    assert auth.settings.access_ttl == 30
+    assert auth.settings.refresh_ttl == 600  # kept from base
+    assert auth.settings.cookie_secure is False  # kept from base
+    assert auth.settings.is_excluded("/x")
+    assert base.access_ttl == 60  # the object passed in is not changed
+
+
+def test_keywords_are_checked_with_the_settings(fake_redis: Any) -> None:
+    base = Settings(access_ttl=60, refresh_ttl=600, absolute_ttl=600)
+
+    refused(
+        lambda: TokenAuth(secret_key=SECRET, redis=fake_redis, settings=base, refresh_ttl=30),
+        "access_ttl (60s) must be shorter than refresh_ttl (30s)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [("acess_ttl", "did you mean 'access_ttl'?"), ("cookie_secured", "did you mean 'cookie_secure'?")],
+)
+def test_an_unknown_setting_is_refused_with_the_closest_name(
+    fake_redis: Any, name: str, suggestion: str
+) -> None:
+    message = refused(
+        lambda: TokenAuth(secret_key=SECRET, redis=fake_redis, **{name: 1}), f"unknown setting {name!r}"
+    )
+
+    assert suggestion in message
+
+
+def test_an_unknown_setting_without_a_close_name_lists_the_settings(fake_redis: Any) -> None:
+    message = refused(lambda: TokenAuth(secret_key=SECRET, redis=fake_redis, zzz=1), "unknown setting 'zzz'")
+
+    assert "'access_ttl'" in message and "'max_body_bytes'" in message
+
+
+def test_every_setting_is_a_keyword_of_token_auth_and_nowhere_else_a_default() -> None:
+    from dataclasses import fields
+    from inspect import Parameter, signature
+    from typing import get_type_hints
+
+    from starlette_refresh.settings import SETTING_NAMES, SettingOptions
+    from starlette_refresh.store import RedisStore
+
+    assert set(get_type_hints(SettingOptions)) == SETTING_NAMES
+    assert SETTING_NAMES == {f.name for f in fields(Settings) if not f.name.startswith("_")}
+    for owner in (TokenAuth, RedisStore):
+        named = {p.name for p in signature(owner).parameters.values() if p.kind is not Parameter.VAR_KEYWORD}
+        assert not named & SETTING_NAMES, f"{owner.__name__} repeats settings: {named & SETTING_NAMES}"
+
+
+def test_the_store_reads_the_apps_settings(fake_redis: Any) -> None:
+    auth = TokenAuth(secret_key=SECRET, redis=fake_redis, key_prefix="app1:", store_timeout=0.5)
+
+    assert auth.store.layout.session("t" * 20, "s") == "app1:{tttttttttttttttttttt}:s:s"  # type: ignore[attr-defined]
+    assert auth.store._guard.timeout == 0.5  # type: ignore[attr-defined]
+
+
+def test_max_body_bytes_is_a_setting_the_endpoints_obey(make_auth: Factory) -> None:
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    auth = make_auth(max_body_bytes=64)
+    app = Starlette(middleware=[auth.middleware()])
+    with TestClient(app) as client:
+        answer = client.post("/auth/refresh", json={"refresh_token": "x" * 100})
+
+    assert answer.status_code == 400
+    assert answer.json()["error_description"] == "request body larger than 64 bytes"
+
+
+def test_max_claims_bytes_is_a_setting_logins_obey(make_auth: Factory) -> None:
+    auth = make_auth(max_claims_bytes=32)
+
+    with pytest.raises(ValueError, match="claims take more than max_claims_bytes=32 bytes"):
+        asyncio.run(auth.sessions.login("alice", {"note": "x" * 40}))

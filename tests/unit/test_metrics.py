@@ -27,12 +27,12 @@ from redis import exceptions as redis_errors
 from starlette.testclient import TestClient
 
 import starlette_refresh
-from starlette_refresh import NullObserver, TokenAuth, fingerprint
-from starlette_refresh.observe import REFRESH_OUTCOMES, REVOCATION_KINDS, SOCKET_EVENTS
+from starlette_refresh import TokenAuth
+from starlette_refresh.observe import REFRESH_OUTCOMES, REVOCATION_KINDS, SOCKET_EVENTS, NullObserver
 from starlette_refresh.prometheus import PrometheusMetrics
 from starlette_refresh.sockets import RENEW_PREFIX, SOCKET_PROTOCOL, TOKEN_PROTOCOL_PREFIX
 from starlette_refresh.store import RedisStore
-from starlette_refresh.testing import ManualClock
+from starlette_refresh.testing import ManualClock, fingerprint
 from tests.apps import build_app
 
 BASE_URL = "https://testserver"

@@ -13,8 +13,9 @@ import re
 
 import pytest
 
-from starlette_refresh import InvalidGrant, InvalidToken, TokenAuth, fingerprint
+from starlette_refresh import InvalidGrant, InvalidToken, TokenAuth
 from starlette_refresh.refresh_tokens import MAX_GENERATION, RefreshToken, RefreshTokenCodec
+from starlette_refresh.testing import fingerprint
 from tests.apps import SECRET
 
 SECRET_BYTES = SECRET.encode()

@@ -20,6 +20,7 @@ import fakeredis
 import pytest
 
 from starlette_refresh import StoreUnavailable
+from starlette_refresh import Settings
 from starlette_refresh.store import RedisStore
 
 TAG, SID = "0" * 20, "s" * 22
@@ -64,7 +65,7 @@ async def generation_after_rotation(waited: float, delay: float) -> tuple[str, i
     with the script reaching Redis ``delay`` seconds after it is sent. Returns what the caller was
     answered and the generation Redis holds once the script has run."""
     redis = DelayedRedis(fakeredis.aioredis.FakeRedis(), delay=0.0)
-    store = RedisStore(redis, timeout=TIMEOUT, max_connections=1)
+    store = RedisStore(redis, settings=Settings(store_timeout=TIMEOUT, store_max_connections=1))
     await store.start()  # loads the scripts, so the rotation goes through EVALSHA
     now_ms = int(time.time() * 1000)
     await store.create(TAG, SID, "alice", "{}", "test", now_ms, now_ms + HOUR_MS, now_ms + HOUR_MS, 10)
@@ -79,7 +80,7 @@ async def generation_after_rotation(waited: float, delay: float) -> tuple[str, i
         answered = "503"
     await holder
     await asyncio.gather(*redis.in_flight)  # the script has run in Redis, whatever we answered
-    generation = int(await redis.inner.hget(store.session_key(TAG, SID), "gen"))
+    generation = int(await redis.inner.hget(store.layout.session(TAG, SID), "gen"))
     return answered, generation
 
 
@@ -116,7 +117,7 @@ def test_the_deadline_ends_with_the_operations_own_timeout(waited: float) -> Non
             return [b"late"]
 
     async def scenario() -> float:
-        store = RedisStore(RecordingRedis(), timeout=TIMEOUT, max_connections=1)
+        store = RedisStore(RecordingRedis(), settings=Settings(store_timeout=TIMEOUT, store_max_connections=1))
         started = time.time()
         holder = asyncio.create_task(store.ping())
         await asyncio.sleep(0)
@@ -165,7 +166,10 @@ def test_a_logins_wait_for_replicas_ends_before_the_operations_own_timeout(
             return Pipeline()
 
     async def scenario() -> None:
-        store = RedisStore(RecordingRedis(), timeout=TIMEOUT, max_connections=1, replica_acks=1)
+        store = RedisStore(
+            RecordingRedis(),
+            settings=Settings(store_timeout=TIMEOUT, store_max_connections=1, replica_acks=1),
+        )
         holder = asyncio.create_task(store.ping())
         await asyncio.sleep(0)
         await store.create(TAG, SID, "alice", "{}", "test", 0, HOUR_MS, HOUR_MS, 10)

@@ -14,7 +14,7 @@ import pytest
 import redis
 from redis import exceptions as redis_errors
 
-from starlette_refresh import StoreUnavailable
+from starlette_refresh import Settings, StoreUnavailable
 from starlette_refresh.store import RedisStore
 
 
@@ -80,7 +80,7 @@ def test_a_script_bug_is_not_disguised_as_an_outage() -> None:
 
 
 def test_a_hung_store_is_bounded_by_the_timeout() -> None:
-    store = RedisStore(SlowClient(), timeout=0.05)
+    store = RedisStore(SlowClient(), settings=Settings(store_timeout=0.05))
     with pytest.raises(StoreUnavailable, match=r"within 0.05s"):
         asyncio.run(store.ping())
 

@@ -20,9 +20,10 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from starlette_refresh import NullObserver, TokenAuth
+from starlette_refresh import TokenAuth
 from starlette_refresh.clock import sleep_until
 from starlette_refresh.errors import InvalidToken
+from starlette_refresh.observe import NullObserver
 from starlette_refresh.sockets import (
     CLOSE_TOKEN_ENDED,
     RENEW_PREFIX,

@@ -1,0 +1,38 @@
+"""Where the store keeps what, laid out for Redis Cluster from the start.
+
+Every key of one user carries the user's tag in braces, a Cluster hash tag, so one script call only
+ever touches keys of one slot. The revocation record has its own tag.
+"""
+
+from __future__ import annotations
+
+
+class KeyLayout:
+    """The names of the store's keys and channel under one ``key_prefix``."""
+
+    __slots__ = ("_prefix",)
+
+    def __init__(self, key_prefix: str) -> None:
+        self._prefix = key_prefix
+
+    def session(self, user_tag: str, session_id: str) -> str:
+        """The hash of one session."""
+        return f"{self._prefix}{{{user_tag}}}:s:{session_id}"
+
+    def index(self, user_tag: str) -> str:
+        """The sorted set of a user's live sessions, scored by idle expiry (ms)."""
+        return f"{self._prefix}{{{user_tag}}}:u"
+
+    def session_and_index(self, user_tag: str, session_id: str) -> list[str]:
+        """The two keys every per-session script takes, in the order the scripts expect."""
+        return [self.session(user_tag, session_id), self.index(user_tag)]
+
+    @property
+    def revocations(self) -> str:
+        """The sorted set of recently revoked sessions (``<user tag>.<session id>``), scored by expiry."""
+        return f"{self._prefix}{{revocations}}"
+
+    @property
+    def channel(self) -> str:
+        """The pub/sub channel that tells every app process about a revocation at once."""
+        return f"{self._prefix}revocations"
