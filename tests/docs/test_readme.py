@@ -3,8 +3,8 @@ against a real redis-server, and the numbers it quotes are the ones docs/perform
 
 The reference material it links to is checked where it lives: docs/settings.md by
 test_settings_doc.py, docs/performance.md by test_performance_doc.py, docs/browser.md by
-test_browser_doc.py, docs/websockets.md by test_websockets_doc.py, and docs/layout.md by
-test_layout_doc.py."""
+test_browser_doc.py, docs/websockets.md by test_websockets_doc.py, docs/layout.md by
+test_layout_doc.py, and every link of every document by test_links.py."""
 
 from __future__ import annotations
 
