@@ -12,6 +12,8 @@ docs/observability.md lists the metrics, their labels and example queries.
 
 from __future__ import annotations
 
+from typing import Any
+
 try:
     from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides the package
@@ -68,50 +70,39 @@ class PrometheusMetrics:
     def __init__(
         self, registry: CollectorRegistry | None = None, namespace: str = "starlette_refresh"
     ) -> None:
-        registry = registry if registry is not None else REGISTRY
-        self.logins = Counter(
-            "logins",
-            "Sessions created by a successful login.",
-            namespace=namespace,
-            registry=registry,
-        )
+        chosen = registry if registry is not None else REGISTRY
+        where: dict[str, Any] = {"namespace": namespace, "registry": chosen}
+        self.logins = Counter("logins", "Sessions created by a successful login.", **where)
         self.refreshes = Counter(
             "refreshes",
             "Refresh requests that reached the session service, by outcome: rotated, grace, reused, "
             "expired, revoked, invalid, unavailable.",
             ["outcome"],
-            namespace=namespace,
-            registry=registry,
+            **where,
         )
         self.revocations = Counter(
             "revocations",
             "Sessions ended before their time, by kind: logout, logout_all, session_revoke, reuse, evicted.",
             ["kind"],
-            namespace=namespace,
-            registry=registry,
+            **where,
         )
         self.websocket_events = Counter(
             "websocket_events",
             "WebSockets opened with a token, by event: opened, renewed, renewal_refused, expired, "
             "revoked (closed with 4401 for that reason), ended.",
             ["event"],
-            namespace=namespace,
-            registry=registry,
+            **where,
         )
         self.websockets_open = Gauge(
-            "websockets_open",
-            "WebSockets opened with a token and open now, in this process.",
-            namespace=namespace,
-            registry=registry,
+            "websockets_open", "WebSockets opened with a token and open now, in this process.", **where
         )
         self.store_operations = Histogram(
             "store_operation_seconds",
             "Duration of session store operations (including any wait for a connection), by operation "
             "and outcome: ok, unavailable, error.",
             ["operation", "outcome"],
-            namespace=namespace,
-            registry=registry,
             buckets=STORE_BUCKETS,
+            **where,
         )
         # Children looked up once: the hooks run on every request, and labels() takes a lock.
         self._refreshes = {outcome: self.refreshes.labels(outcome) for outcome in REFRESH_OUTCOMES}

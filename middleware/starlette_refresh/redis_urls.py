@@ -70,11 +70,6 @@ class RedisTarget:
     service: str | None = None
     options: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def label(self) -> str:
-        """The URL with its passwords masked, for logs and error messages."""
-        return redact_url(self.url)
-
 
 def parse_redis_url(url: object) -> RedisTarget:
     """Parses and checks ``url``; raises :class:`ConfigurationError` saying what is wrong."""
@@ -155,30 +150,43 @@ def client_from_target(target: RedisTarget, timeout: float, max_connections: int
         **_tls_kwargs(target),
     }
     if target.topology == "cluster":
-        from redis.asyncio.cluster import ClusterNode, RedisCluster
-
-        return RedisCluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in target.hosts],
-            max_connections=max_connections,
-            **common,
-        )
+        return _cluster_client(target, max_connections, common)
     if target.topology == "sentinel":
-        from redis.asyncio.sentinel import Sentinel
+        return _sentinel_client(target, timeout, max_connections, common)
+    return _standalone_client(target, timeout, max_connections, common)
 
-        sentinel_kwargs: dict[str, Any] = {
-            "username": target.options.get("sentinel_username"),
-            "password": target.options.get("sentinel_password"),
-            "socket_timeout": timeout,
-            "socket_connect_timeout": timeout,
-            **_tls_kwargs(target),
-        }
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            list(target.hosts), sentinel_kwargs=sentinel_kwargs, db=target.db, **common
-        )
-        assert target.service is not None
-        return sentinel.master_for(
-            target.service, connection_pool_class=_blocking_sentinel_pool(), max_connections=max_connections
-        )
+
+def _cluster_client(target: RedisTarget, max_connections: int, common: dict[str, Any]) -> Any:
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+    nodes = [ClusterNode(host, port) for host, port in target.hosts]
+    return RedisCluster(startup_nodes=nodes, max_connections=max_connections, **common)
+
+
+def _sentinel_client(
+    target: RedisTarget, timeout: float, max_connections: int, common: dict[str, Any]
+) -> Any:
+    from redis.asyncio.sentinel import Sentinel
+
+    sentinel_kwargs: dict[str, Any] = {
+        "username": target.options.get("sentinel_username"),
+        "password": target.options.get("sentinel_password"),
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        **_tls_kwargs(target),
+    }
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        list(target.hosts), sentinel_kwargs=sentinel_kwargs, db=target.db, **common
+    )
+    assert target.service is not None
+    return sentinel.master_for(
+        target.service, connection_pool_class=_blocking_sentinel_pool(), max_connections=max_connections
+    )
+
+
+def _standalone_client(
+    target: RedisTarget, timeout: float, max_connections: int, common: dict[str, Any]
+) -> Any:
     from redis.asyncio import BlockingConnectionPool, Redis
 
     if target.url.startswith("unix://"):

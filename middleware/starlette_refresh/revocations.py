@@ -21,10 +21,9 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from redis import exceptions as redis_errors
-
 from .clock import Clock
 from .errors import StoreUnavailable
+from .outages import outage_of
 from .store import SessionStore
 
 logger = logging.getLogger("starlette_refresh.revocations")
@@ -149,19 +148,28 @@ class RevocationFeed:
         while not self._stopping:
             try:
                 await self._follow()
-            except (StoreUnavailable, redis_errors.RedisError, OSError) as exc:
+            except Exception as exc:
+                self._lost(exc)
                 if self.live:
                     failures = 0
-                    logger.warning(
-                        "revocation feed lost (%s): keeping %d known revocations; reconnecting",
-                        exc,
-                        len(self.revocations),
-                    )
                 self._set_live(False)
             # A failover or a dropped connection usually heals at once, and every revocation made
             # meanwhile waits for this reconnect: retry quickly first, then back off to retry_delay.
             await asyncio.sleep(min(self.retry_delay, 0.05 * 2**failures))
             failures += 1
+
+    def _lost(self, exc: Exception) -> None:
+        """Says why the feed dropped. An outage (the store's own classification) is expected and
+        said once per loss; anything else is a bug, said with its traceback. The feed reconnects
+        either way: a process must not silently stop hearing revocations."""
+        if not isinstance(exc, StoreUnavailable) and outage_of(exc, "subscribe", self.ping_interval) is None:
+            logger.error("revocation feed failed unexpectedly; reconnecting", exc_info=exc)
+        elif self.live:
+            logger.warning(
+                "revocation feed lost (%s): keeping %d known revocations; reconnecting",
+                exc,
+                len(self.revocations),
+            )
 
     async def _follow(self) -> None:
         async with self.store.subscription() as pubsub:

@@ -543,7 +543,8 @@ def test_an_unknown_setting_is_refused_with_the_closest_name(
 def test_an_unknown_setting_without_a_close_name_lists_the_settings(fake_redis: Any) -> None:
     message = refused(lambda: TokenAuth(secret_key=SECRET, redis=fake_redis, zzz=1), "unknown setting 'zzz'")
 
-    assert "'access_ttl'" in message and "'max_body_bytes'" in message
+    assert "'access_ttl'" in message
+    assert "'max_body_bytes'" in message
 
 
 def test_every_setting_is_a_keyword_of_token_auth_and_nowhere_else_a_default() -> None:

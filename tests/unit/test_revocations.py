@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -150,3 +152,68 @@ def test_health_reports_the_store_and_the_feed(make_auth: Callable[..., TokenAut
                 break
             time.sleep(0.01)
         assert health == {"store": "ok", "revocations": "live", "revoked_sessions": 0}
+
+
+class _SubscriptionThatFailsOnce:
+    """A store whose first subscription fails with a bug (not an outage), then works."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.subscriptions = 0
+
+    def subscription(self) -> Any:
+        self.subscriptions += 1
+        if self.subscriptions == 1:
+            raise self.error
+        return _QuietSubscription()
+
+    async def load_revocations(self, now_ms: int) -> dict[str, int]:
+        return {}
+
+
+class _QuietSubscription:
+    async def __aenter__(self) -> _QuietSubscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def get_message(self, **_: object) -> None:
+        await asyncio.sleep(0.01)
+
+    async def ping(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("error", "level"),
+    [(RuntimeError("a bug in the subscription"), logging.ERROR), (ConnectionError("refused"), None)],
+)
+def test_the_feed_reconnects_after_any_failure_and_names_a_bug_loudly(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture, error: Exception, level: int | None
+) -> None:
+    store = _SubscriptionThatFailsOnce(error)
+    feed = RevocationFeed(store=store, revocations=RevocationList(clock), clock=clock)  # type: ignore[arg-type]
+
+    async def run() -> bool:
+        await feed.start()
+        try:
+            for _ in range(200):
+                if feed.live:
+                    return True
+                await asyncio.sleep(0.01)
+            return False
+        finally:
+            await feed.stop()
+
+    with caplog.at_level(logging.INFO, logger="starlette_refresh.revocations"):
+        assert asyncio.run(run()), "the feed did not come back after a failed subscription"
+
+    assert store.subscriptions >= 2
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    if level is None:
+        assert errors == []  # an outage before the feed was ever live is not worth an error
+    else:
+        assert [r.getMessage() for r in errors] == ["revocation feed failed unexpectedly; reconnecting"]
+        assert errors[0].exc_info is not None
+        assert errors[0].exc_info[1] is error
