@@ -148,7 +148,9 @@ def test_a_login_that_waited_for_its_turn_waits_for_replicas_only_as_long_as_it_
     primary, replica = primary_and_replica
 
     async def two_logins() -> list[BaseException | list[str]]:
-        settings = Settings(store_timeout=1.0, store_max_connections=1, replica_acks=1, replica_ack_timeout=0.5)
+        settings = Settings(
+            store_timeout=1.0, store_max_connections=1, replica_acks=1, replica_ack_timeout=0.5
+        )
         store = RedisStore(url=primary.url, settings=settings)
         await store.start()
         now_ms = int(time.time() * 1000)

@@ -556,7 +556,7 @@ def test_every_setting_is_a_keyword_of_token_auth_and_nowhere_else_a_default() -
     from starlette_refresh.store import RedisStore
 
     assert set(get_type_hints(SettingOptions)) == SETTING_NAMES
-    assert SETTING_NAMES == {f.name for f in fields(Settings) if not f.name.startswith("_")}
+    assert {f.name for f in fields(Settings) if not f.name.startswith("_")} == SETTING_NAMES
     for owner in (TokenAuth, RedisStore):
         named = {p.name for p in signature(owner).parameters.values() if p.kind is not Parameter.VAR_KEYWORD}
         assert not named & SETTING_NAMES, f"{owner.__name__} repeats settings: {named & SETTING_NAMES}"

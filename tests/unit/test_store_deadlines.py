@@ -19,8 +19,7 @@ from typing import Any
 import fakeredis
 import pytest
 
-from starlette_refresh import StoreUnavailable
-from starlette_refresh import Settings
+from starlette_refresh import Settings, StoreUnavailable
 from starlette_refresh.store import RedisStore
 
 TAG, SID = "0" * 20, "s" * 22
@@ -117,7 +116,8 @@ def test_the_deadline_ends_with_the_operations_own_timeout(waited: float) -> Non
             return [b"late"]
 
     async def scenario() -> float:
-        store = RedisStore(RecordingRedis(), settings=Settings(store_timeout=TIMEOUT, store_max_connections=1))
+        settings = Settings(store_timeout=TIMEOUT, store_max_connections=1)
+        store = RedisStore(RecordingRedis(), settings=settings)
         started = time.time()
         holder = asyncio.create_task(store.ping())
         await asyncio.sleep(0)
