@@ -1,9 +1,11 @@
-"""docs/settings.md: the table is the real signature of ``TokenAuth``: every argument, nothing else,
-each with its real default."""
+"""docs/settings.md: the table is what ``TokenAuth`` takes (its own keywords and the fields of
+``Settings``): every argument, nothing else, each with its real default; and the example that
+passes a whole ``Settings`` runs as written."""
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib
 import inspect
 import re
@@ -17,10 +19,12 @@ from starlette.testclient import TestClient
 from starlette_refresh import TokenAuth
 from starlette_refresh.errors import ConfigurationError
 from starlette_refresh.observe import NullObserver
+from starlette_refresh.settings import Settings
 from tests.apps import SECRET, build_app
-from tests.docs.blocks import backticked, markdown_table
+from tests.docs.blocks import backticked, claim, markdown_table, run_python
 
 SETTINGS = "docs/settings.md"
+WHOLE = claim(SETTINGS, "python", "settings=settings")
 
 #: Defaults the table states in words, and the value they stand for in the signature.
 WORDED_DEFAULTS = {
@@ -52,6 +56,8 @@ def _value(name: str, cell: str) -> Any:
     spans = backticked(cell)
     assert spans, f"the default of {name} is neither `code` nor a known wording: {cell!r}"
     text = spans[0]
+    if text == "frozenset()":
+        return frozenset()
     if re.fullmatch(r"[a-z_]+\.[a-z_]+", text):  # a function, e.g. time.time
         module, _, attribute = text.partition(".")
         return getattr(importlib.import_module(module), attribute)
@@ -62,13 +68,32 @@ def _value(name: str, cell: str) -> Any:
 
 
 def _arguments() -> dict[str, Any]:
-    """What the table is checked against: every keyword argument of ``TokenAuth`` and its default.
+    """Every keyword ``TokenAuth`` takes, with its default: its own keyword arguments and, when it
+    takes the settings as ``**options`` checked against the ``Settings`` dataclass, that dataclass's
+    fields. The one place that reads the signature."""
+    arguments: dict[str, Any] = {}
+    for name, parameter in inspect.signature(TokenAuth.__init__).parameters.items():
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY:
+            arguments[name] = parameter.default
+        elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            for setting in dataclasses.fields(Settings):
+                if setting.init and not setting.name.startswith("_"):
+                    arguments[setting.name] = _field_default(setting)
+    return arguments
 
-    This is the one place that reads the signature; when the settings become one typed object, this
-    is where the table starts being checked against its fields (plus the keywords that are not
-    settings)."""
-    parameters = inspect.signature(TokenAuth.__init__).parameters
-    return {name: p.default for name, p in parameters.items() if name != "self"}
+
+def _field_default(setting: dataclasses.Field[Any]) -> Any:
+    if setting.default is not dataclasses.MISSING:
+        return setting.default
+    assert setting.default_factory is not dataclasses.MISSING, f"{setting.name} has no default"
+    return setting.default_factory()
+
+
+def test_arguments_are_read_from_the_signature() -> None:
+    arguments = _arguments()
+    assert {"secret_key", "redis_url", "access_ttl", "cookie_secure", "clock", "observer"} <= set(arguments)
+    assert "self" not in arguments
+    assert arguments["access_ttl"] == 900
 
 
 def test_settings_table_names_every_argument_and_nothing_else() -> None:
@@ -96,7 +121,7 @@ def test_settings_table_worded_defaults_are_true() -> None:
     auth = TokenAuth(
         secret_key=SECRET, redis=fakeredis.aioredis.FakeRedis(), prefix="/session", exclude=["/login"]
     )
-    assert auth.settings.cookie.path is None  # cookie_path: the prefix, at the time it is set
+    assert auth.settings.cookie_path is None  # cookie_path: the prefix, at the time it is set
     with TestClient(build_app(auth), base_url="https://testserver") as client:
         cookie = client.post("/login").headers["set-cookie"]
     assert "Path=/session" in cookie
@@ -108,3 +133,31 @@ def test_settings_table_observer_default_is_a_null_observer() -> None:
     auth = TokenAuth(secret_key=SECRET, redis=fakeredis.aioredis.FakeRedis())
     assert isinstance(auth.observer, NullObserver)
     assert time.time is _arguments()["clock"]
+
+
+# -- A whole Settings ---------------------------------------------------------------------------
+
+
+def test_a_whole_settings_object_configures_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JWT_SECRET", SECRET)
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # built, never connected
+    namespace = run_python(WHOLE)
+    auth, settings = namespace["auth"], namespace["settings"]
+    assert isinstance(settings, Settings)
+    assert auth.settings == settings
+    assert auth.settings.access_ttl == 300
+    assert auth.settings.is_excluded("/static/app.js")
+    assert auth.settings.trusted_origins == frozenset({"https://app.example.com"})
+
+
+def test_keywords_beside_a_settings_object_replace_its_fields() -> None:
+    """The doc: "keywords given beside it replace its fields"."""
+    base = Settings(access_ttl=300, leeway=5)
+    auth = TokenAuth(secret_key=SECRET, redis=fakeredis.aioredis.FakeRedis(), settings=base, access_ttl=600)
+    assert (auth.settings.access_ttl, auth.settings.leeway) == (600, 5)
+
+
+def test_a_misspelt_setting_names_the_one_meant() -> None:
+    """The doc: "a misspelt keyword names the setting you probably meant"."""
+    with pytest.raises(ConfigurationError, match="access_ttl"):
+        TokenAuth(secret_key=SECRET, redis=fakeredis.aioredis.FakeRedis(), acces_ttl=300)  # type: ignore[call-arg]
