@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.docs.blocks import claim
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "middleware" / "starlette_refresh"
 DOC = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
@@ -52,3 +54,19 @@ def test_imports_point_down_only(module: str) -> None:
         if placed[target] >= placed[module]
     }
     assert not upward, f"{module} (layer {placed[module]}) imports from its own layer or above: {upward}"
+
+
+# The diagram: the chain on its first line runs down the layers, and what it names are modules.
+DIAGRAM = claim("docs/architecture.md", "", "auth (TokenAuth) ──")
+
+
+def test_the_diagram_chain_runs_down_the_layers() -> None:
+    placed = layers()
+    chain = [step.split()[0] for step in DIAGRAM.text.splitlines()[0].split("►")]
+    assert chain[-1] == "Redis"
+    steps = [placed[name] for name in chain[:-1]]
+    assert steps == sorted(steps, reverse=True), f"the diagram's chain {chain} points up a layer"
+    assert len(set(steps)) == len(steps)
+    named = set(re.findall(r"\b[a-z]+_[a-z_]+\b", DIAGRAM.text))
+    assert named, "the diagram names modules such as token_cache"
+    assert named <= set(modules()), f"the diagram names modules that do not exist: {named - set(modules())}"
