@@ -16,10 +16,13 @@ Scenarios:
 - ``authx /open`` and ``authx /protected``: AuthX on FastAPI as its docs show it, where the ``bench``
   extra is installed;
 - ``ours /redis-get``: one Redis ``GET`` per request, the baseline for a refresh;
-- ``ours /auth/refresh``: body-transport refreshes of a pool of sessions, every token used once.
+- ``ours /auth/refresh``: body-transport refreshes of a pool of sessions, every token used once;
+- with ``--before DIR`` (a checkout of another version, e.g. ``git worktree add /tmp/before HEAD~5``):
+  ``before /open`` and ``before /protected``, the same app on that version's library, so a change's
+  effect on the hot path is measured in the same run as the change.
 
 Run: ``scripts/bench`` (sets everything up), or ``.venv/bin/python -m bench.http [--seconds S]
-[--rounds N] [--connections C]`` once ``wrk`` is installed.
+[--rounds N] [--connections C] [--before DIR]`` once ``wrk`` is installed.
 """
 
 from __future__ import annotations
@@ -63,11 +66,6 @@ class Scenario:
 
     def median(self, values: list[float]) -> float:
         return statistics.median(values) if values else float("nan")
-
-
-def _duration_us(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 1, "ms": 1_000, "s": 1_000_000}[unit]
 
 
 def run_wrk(
@@ -128,8 +126,12 @@ async def prepare_sessions(redis_url: str, count: int) -> tuple[str, list[str]]:
     return issued[0].access_token, [s.refresh_token for s in issued]
 
 
-def start_app(factory: str, redis_url: str, log_dir: Path) -> AppServer:
+def start_app(factory: str, redis_url: str, log_dir: Path, library: Path | None = None) -> AppServer:
+    """Starts ``bench.apps:<factory>`` in uvicorn; with ``library``, on the starlette_refresh found
+    there (its ``middleware/`` folder goes first on the child's path)."""
     env = {"BENCH_SECRET": SECRET, "BENCH_REDIS_URL": redis_url}
+    if library is not None:
+        env["PYTHONPATH"] = str(library / "middleware")
     server = AppServer(
         f"bench.apps:{factory}",
         env,
@@ -146,7 +148,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5, help="length of one wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="runs per scenario, interleaved")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument(
+        "--before", type=Path, help="a checkout of another version: measure its hot path in the same run"
+    )
     args = parser.parse_args()
+    if args.before is not None and not (args.before / "middleware" / "starlette_refresh").is_dir():
+        raise SystemExit(f"--before {args.before}: no middleware/starlette_refresh there")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: run scripts/bench, or apt-get install wrk")
 
@@ -155,6 +162,14 @@ def main() -> None:
         Scenario("bare /open + token (same request, no auth)", "bare", "/open", token=True),
         Scenario("ours /open (excluded path, no token)", "ours", "/open"),
         Scenario("ours /protected (valid access token)", "ours", "/protected", token=True),
+        *(
+            [
+                Scenario("before /open (that version, excluded path)", "before", "/open"),
+                Scenario("before /protected (that version, token)", "before", "/protected", token=True),
+            ]
+            if args.before
+            else []
+        ),
         Scenario("peer /open (no token)", "peer", "/open"),
         Scenario("peer /protected (pyjwt decode per request)", "peer", "/protected", token=True),
         *(
@@ -176,6 +191,8 @@ def main() -> None:
         try:
             for factory in ("bare", "ours", "peer", *(["authx"] if AUTHX else [])):
                 servers[factory] = start_app(factory, redis.url, work)
+            if args.before:
+                servers["before"] = start_app("ours", redis.url, work / "before", args.before)
             for round_number in range(args.rounds):
                 for scenario in scenarios:
                     headers: dict[str, str] = {}
@@ -240,6 +257,11 @@ def report(scenarios: list[Scenario], args: argparse.Namespace) -> None:
         ]
     else:
         print("(AuthX not installed: scripts/bench installs it with the bench extra)")
+    if args.before:
+        ratios[1:1] = [
+            ("before: protected / open, same app (headline)", "before /protected", "before /open"),
+            ("ours protected / before protected", "ours /protected", "before /protected"),
+        ]
     print()
     for label, top, bottom in ratios:
         top_rps, bottom_rps = (
