@@ -76,16 +76,15 @@ class TokenAuthMiddleware:
         if kind == "http" and self.endpoints.handles(path):
             await self.endpoints(scope, receive, send)
             return
+        refusal: AuthError | None = None
         try:
             principal = self._principal(scope)
         except AuthError as error:
-            # A bad token on an excluded path counts as no token; a bad handshake never does.
-            if isinstance(error, _BadHandshake) or not self.settings.is_excluded(path):
-                await self._refuse(scope, receive, send, error)
-                return
-            principal = None
-        if principal is None and not self.settings.is_excluded(path):
-            await self._refuse(scope, receive, send, None)
+            principal, refusal = None, error
+        # An excluded path lets in a request without a token, or with a bad one (which counts as
+        # none); never a malformed handshake.
+        if principal is None and (isinstance(refusal, _BadHandshake) or not self.settings.is_excluded(path)):
+            await self._refuse(scope, receive, send, refusal)
             return
         _admit(scope, principal)
         if kind == "http":
