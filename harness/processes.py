@@ -23,10 +23,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, Any, Protocol, Self
 
 import redis
 from redis.backoff import NoBackoff
@@ -37,7 +37,9 @@ __all__ = [
     "AppServer",
     "ProcessError",
     "RedisServer",
+    "Stoppable",
     "free_port",
+    "stop_quietly",
 ]
 
 #: Root of the repository (the directory holding ``pyproject.toml``).
@@ -332,6 +334,27 @@ class _ManagedProcess:
             with contextlib.suppress(Exception):
                 proc.kill()
                 proc.wait(timeout=_STOP_TIMEOUT)
+
+
+class Stoppable(Protocol):
+    """A server handle or a whole topology: something teardown can stop."""
+
+    def stop(self) -> object:
+        """Stop it; idempotent."""
+        ...
+
+
+def stop_quietly(handles: Iterable[Stoppable]) -> None:
+    """Stop ``handles`` in order; one failing to stop must not leave the others running.
+
+    Meant for teardown, where an error must not hide the test's own outcome: it is swallowed,
+    and a process still running after a failed :meth:`~_ManagedProcess.stop` is killed.
+    """
+    for handle in handles:
+        with contextlib.suppress(Exception):
+            handle.stop()
+        if isinstance(handle, _ManagedProcess) and handle.running:  # pragma: no cover - stop() escalates
+            handle.kill()
 
 
 # --------------------------------------------------------------------------------------

@@ -6,17 +6,18 @@ Every server a fixture starts is stopped at the end of the test, even if it fail
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from types import TracebackType
+from typing import Generic, Protocol, Self, TypeVar
 
 import pytest
 
-from harness.processes import AppServer, RedisServer
+from harness.processes import AppServer, RedisServer, Stoppable, stop_quietly
 
 __all__ = [
     "AppServerFactory",
+    "Launched",
     "RedisServerFactory",
     "app_server_factory",
     "redis_server",
@@ -62,13 +63,45 @@ class AppServerFactory(Protocol):
         ...
 
 
-def _stop_all(servers: Sequence[RedisServer | AppServer]) -> None:
-    """Stop servers in reverse start order; keep going if one of them fails."""
-    for server in reversed(servers):
-        with contextlib.suppress(Exception):
-            server.stop()
-        if server.running:  # pragma: no cover - stop() already escalates to SIGKILL
-            server.kill()
+Handle = TypeVar("Handle", bound=Stoppable)
+
+
+class Launched(Generic[Handle]):
+    """What one factory fixture launched: servers or topologies, in start order.
+
+    Every factory fixture creates one, has its ``make`` call :meth:`add` before starting what it
+    built, and ends with ``with launched: yield make``, which stops all of them when the test
+    ends, however it ended.
+    """
+
+    def __init__(self, root: Path, prefix: str) -> None:
+        self._root = root
+        self._prefix = prefix
+        self._handles: list[Handle] = []
+
+    def next_dir(self) -> Path:
+        """A fresh directory for the next handle: ``<root>/<prefix>-<n>``, n counting from 1."""
+        return self._root / f"{self._prefix}-{len(self._handles) + 1}"
+
+    def add(self, handle: Handle) -> Handle:
+        """Remember ``handle``; call before starting it, so one that fails half-way is stopped too."""
+        self._handles.append(handle)
+        return handle
+
+    def stop_all(self) -> None:
+        """Stop everything, newest first (it may depend on older ones); one failing stops no other."""
+        stop_quietly(reversed(self._handles))
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop_all()
 
 
 @pytest.fixture
@@ -79,13 +112,13 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     try:
         yield server
     finally:
-        _stop_all([server])
+        stop_quietly([server])
 
 
 @pytest.fixture
 def redis_server_factory(tmp_path: Path) -> Iterator[RedisServerFactory]:
     """A callable that starts additional redis-servers; all are stopped after the test."""
-    servers: list[RedisServer] = []
+    servers: Launched[RedisServer] = Launched(tmp_path, "redis")
 
     def make(
         *,
@@ -96,24 +129,21 @@ def redis_server_factory(tmp_path: Path) -> Iterator[RedisServerFactory]:
         username: str | None = None,
         password: str | None = None,
     ) -> RedisServer:
-        if data_dir is None:
-            data_dir = tmp_path / f"redis-{len(servers) + 1}"
-        server = RedisServer(
-            data_dir,
-            port=port,
-            appendonly=appendonly,
-            extra_args=extra_args,
-            username=username,
-            password=password,
+        server = servers.add(
+            RedisServer(
+                data_dir if data_dir is not None else servers.next_dir(),
+                port=port,
+                appendonly=appendonly,
+                extra_args=extra_args,
+                username=username,
+                password=password,
+            )
         )
-        servers.append(server)
         server.start()
         return server
 
-    try:
+    with servers:
         yield make
-    finally:
-        _stop_all(servers)
 
 
 @pytest.fixture
@@ -122,7 +152,7 @@ def app_server_factory(tmp_path: Path) -> Iterator[AppServerFactory]:
 
     Logs go to ``tmp_path / "app-<n>"``; see :meth:`AppServer.log_text`.
     """
-    servers: list[AppServer] = []
+    servers: Launched[AppServer] = Launched(tmp_path, "app")
 
     def make(
         app_ref: str,
@@ -133,19 +163,13 @@ def app_server_factory(tmp_path: Path) -> Iterator[AppServerFactory]:
         wait: bool = True,
         extra_args: Sequence[str] = (),
     ) -> AppServer:
-        server = AppServer(
-            app_ref,
-            env,
-            port=port,
-            factory=factory,
-            log_dir=tmp_path / f"app-{len(servers) + 1}",
-            extra_args=extra_args,
+        server = servers.add(
+            AppServer(
+                app_ref, env, port=port, factory=factory, log_dir=servers.next_dir(), extra_args=extra_args
+            )
         )
-        servers.append(server)
         server.start(wait=wait)
         return server
 
-    try:
+    with servers:
         yield make
-    finally:
-        _stop_all(servers)

@@ -35,7 +35,7 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.retry import Retry
 
-from harness.processes import ProcessError, RedisServer, free_port
+from harness.processes import ProcessError, RedisServer, free_port, stop_quietly
 
 __all__ = [
     "CLUSTER_SLOTS",
@@ -163,15 +163,6 @@ def _wait_until(
             logs = "\n".join(_log_tail(server) for server in servers())
             raise ProcessError(f"{what}: not reached after {timeout}s; last problem: {problem}\n{logs}")
         time.sleep(_POLL_INTERVAL)
-
-
-def _stop_quietly(servers: Sequence[RedisServer]) -> None:
-    """Stop ``servers`` in order; one failing to stop must not leave the others running."""
-    for server in servers:
-        with contextlib.suppress(Exception):
-            server.stop()
-        if server.running:  # pragma: no cover - stop() already escalates to SIGKILL
-            server.kill()
 
 
 def _replication_problem(node: RedisServer, primary_port: int) -> str | None:
@@ -378,7 +369,7 @@ class LocalCluster:
     def stop(self) -> None:
         """Stop every node (SIGTERM, escalating to SIGKILL); idempotent."""
         self._migrations.clear()
-        _stop_quietly(list(reversed(self._nodes)))
+        stop_quietly(reversed(self._nodes))
 
     def kill_node(self, node: RedisServer) -> None:
         """SIGKILL one node (it can be brought back with ``node.restart()``)."""
@@ -884,8 +875,8 @@ class SentinelGroup:
 
     def stop(self) -> None:
         """Stop the sentinels first (so they cannot fail over a stopping primary), then the data."""
-        _stop_quietly(list(reversed(self._sentinels)))
-        _stop_quietly(list(reversed(self._data_nodes)))
+        stop_quietly(reversed(self._sentinels))
+        stop_quietly(reversed(self._data_nodes))
 
     def __enter__(self) -> Self:
         self.start()

@@ -7,13 +7,13 @@ topology a fixture starts is stopped at the end of the test, even if the test fa
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
 import pytest
 
+from .fixtures import Launched
 from .topologies import LocalCluster, SentinelGroup
 
 __all__ = [
@@ -59,17 +59,10 @@ class SentinelGroupFactory(Protocol):
         ...
 
 
-def _stop_all(topologies: Sequence[LocalCluster | SentinelGroup]) -> None:
-    """Stop topologies in reverse start order; one failing must not leak the others."""
-    for topology in reversed(topologies):
-        with contextlib.suppress(Exception):
-            topology.stop()
-
-
 @pytest.fixture
 def redis_cluster_factory(tmp_path: Path) -> Iterator[LocalClusterFactory]:
     """A callable that starts LocalClusters; all of them are stopped after the test."""
-    clusters: list[LocalCluster] = []
+    clusters: Launched[LocalCluster] = Launched(tmp_path, "cluster")
 
     def make(
         *,
@@ -78,22 +71,19 @@ def redis_cluster_factory(tmp_path: Path) -> Iterator[LocalClusterFactory]:
         node_timeout_ms: int = 2000,
         base_dir: Path | None = None,
     ) -> LocalCluster:
-        if base_dir is None:
-            base_dir = tmp_path / f"cluster-{len(clusters) + 1}"
-        cluster = LocalCluster(
-            base_dir,
-            primaries=primaries,
-            replicas_per_primary=replicas_per_primary,
-            node_timeout_ms=node_timeout_ms,
+        cluster = clusters.add(
+            LocalCluster(
+                base_dir if base_dir is not None else clusters.next_dir(),
+                primaries=primaries,
+                replicas_per_primary=replicas_per_primary,
+                node_timeout_ms=node_timeout_ms,
+            )
         )
-        clusters.append(cluster)
         cluster.start()
         return cluster
 
-    try:
+    with clusters:
         yield make
-    finally:
-        _stop_all(clusters)
 
 
 @pytest.fixture
@@ -105,7 +95,7 @@ def redis_cluster(redis_cluster_factory: LocalClusterFactory) -> LocalCluster:
 @pytest.fixture
 def sentinel_group_factory(tmp_path: Path) -> Iterator[SentinelGroupFactory]:
     """A callable that starts SentinelGroups; all of them are stopped after the test."""
-    groups: list[SentinelGroup] = []
+    groups: Launched[SentinelGroup] = Launched(tmp_path, "sentinel-group")
 
     def make(
         *,
@@ -117,25 +107,22 @@ def sentinel_group_factory(tmp_path: Path) -> Iterator[SentinelGroupFactory]:
         fast_timers: bool = True,
         base_dir: Path | None = None,
     ) -> SentinelGroup:
-        if base_dir is None:
-            base_dir = tmp_path / f"sentinel-group-{len(groups) + 1}"
-        group = SentinelGroup(
-            base_dir,
-            service=service,
-            replicas=replicas,
-            sentinels=sentinels,
-            down_after_ms=down_after_ms,
-            failover_timeout_ms=failover_timeout_ms,
-            fast_timers=fast_timers,
+        group = groups.add(
+            SentinelGroup(
+                base_dir if base_dir is not None else groups.next_dir(),
+                service=service,
+                replicas=replicas,
+                sentinels=sentinels,
+                down_after_ms=down_after_ms,
+                failover_timeout_ms=failover_timeout_ms,
+                fast_timers=fast_timers,
+            )
         )
-        groups.append(group)
         group.start()
         return group
 
-    try:
+    with groups:
         yield make
-    finally:
-        _stop_all(groups)
 
 
 @pytest.fixture
