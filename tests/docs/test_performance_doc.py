@@ -51,3 +51,23 @@ def test_benchmark_prose_states_the_defaults_of_bench_http() -> None:
     assert f"{rounds} rounds of {seconds} s by default" in text
     assert "wrk -t1 " in source
     assert f"one\nthread and {connections} connections" in text
+
+
+def test_the_version_comparison_command_takes_the_option_shown() -> None:
+    """The doc: "run `scripts/bench hot_path --before DIR`"."""
+    line = search(r"run `(scripts/bench hot_path [^`]+)`", doc_text(PERFORMANCE)).group(1)
+    _, part, *options = line.split()
+    assert (REPO_ROOT / "bench" / f"{part}.py").is_file()
+    arguments = [REPO_ROOT.as_posix() if word == "DIR" else word for word in options]
+    helped = subprocess.run(
+        [sys.executable, "-m", f"bench.{part}", *arguments, "--help"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert helped.returncode == 0, helped.stderr
+    assert "--before" in helped.stdout
+    assert "no network and no Redis" in doc_text(PERFORMANCE)
+    assert "no network, no Redis on this path" in (REPO_ROOT / "bench" / f"{part}.py").read_text()
