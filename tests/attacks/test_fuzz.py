@@ -32,7 +32,7 @@ import os
 import string
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import anyio.from_thread
@@ -73,17 +73,40 @@ class Tally:
     count: int = 0
 
 
+class Fuzz(Protocol):
+    """Signature of the ``fuzz`` fixture."""
+
+    def __call__(
+        self, name: str, budget: settings, check: Callable[..., None], **strategies: st.SearchStrategy[Any]
+    ) -> None: ...
+
+
 @pytest.fixture
-def tally(
-    capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
-) -> Iterator[Callable[[str], Tally]]:
+def fuzz(capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest) -> Iterator[Fuzz]:
+    """Runs one fuzz target: ``check(**drawn)`` on inputs drawn from ``strategies`` under ``budget``.
+
+    Counts every input under ``name``, and after the test prints each target's count (even without
+    ``-s``) and records it in the test's user properties. A target that tried no input fails.
+    """
     tallies: list[Tally] = []
 
-    def make(name: str) -> Tally:
-        tallies.append(Tally(name))
-        return tallies[-1]
+    def run(
+        name: str, budget: settings, check: Callable[..., None], **strategies: st.SearchStrategy[Any]
+    ) -> None:
+        tally = Tally(name)
+        tallies.append(tally)
 
-    yield make
+        def target(**drawn: Any) -> None:
+            tally.count += 1
+            check(**drawn)
+
+        # hypothesis keys its example database by the test function's source, which every target
+        # shares here; the name keeps each target's saved failures its own to replay.
+        target._hypothesis_internal_add_digest = name.encode()  # type: ignore[attr-defined]
+        budget(given(**strategies)(target))()
+        assert tally.count > 0, f"{name} tried no input"
+
+    yield run
     with capsys.disabled():
         for entry in tallies:
             print(f"\n[fuzz] {entry.name}: {entry.count} inputs", end="")
@@ -351,66 +374,31 @@ def only_invalid_grant(codec: RefreshTokenCodec, token: str) -> None:
     assert codec.mint(parsed.user_tag, parsed.session_id, parsed.generation) == token
 
 
+ANY_TEXT = st.text(max_size=300) | st.text(B64URL + ".", max_size=300)
+
+
 def test_fuzz_verify_access_token(
-    make_auth: Callable[..., TokenAuth], mixed_ring: KeyRing, tally: Callable[[str], Tally]
+    make_auth: Callable[..., TokenAuth], mixed_ring: KeyRing, fuzz: Fuzz
 ) -> None:
     auths = [make_auth(), make_auth(keys=mixed_ring), make_auth(issuer="https://i.example", audience="api")]
-    text = tally("verify_access_token/text")
-    raw = tally("verify_access_token/bytes")
-    structured = tally("verify_access_token/jwt-like")
 
-    @PARSER_FUZZ
-    @given(token=st.text(max_size=300) | st.text(B64URL + ".", max_size=300), which=st.integers(0, 2))
-    def arbitrary_text(token: str, which: int) -> None:
-        text.count += 1
+    def check(token: str, which: int) -> None:
         only_invalid_token(auths[which], token)
 
-    @PARSER_FUZZ
-    @given(token=SURROGATE_TEXT, which=st.integers(0, 2))
-    def arbitrary_bytes(token: str, which: int) -> None:
-        raw.count += 1
-        only_invalid_token(auths[which], token)
-
-    @PARSER_FUZZ
-    @given(token=jwt_like(), which=st.integers(0, 2))
-    def jwt_shaped(token: str, which: int) -> None:
-        structured.count += 1
-        only_invalid_token(auths[which], token)
-
-    arbitrary_text()
-    arbitrary_bytes()
-    jwt_shaped()
-    assert min(text.count, raw.count, structured.count) > 0
+    fuzz("verify_access_token/text", PARSER_FUZZ, check, token=ANY_TEXT, which=st.integers(0, 2))
+    fuzz("verify_access_token/bytes", PARSER_FUZZ, check, token=SURROGATE_TEXT, which=st.integers(0, 2))
+    fuzz("verify_access_token/jwt-like", PARSER_FUZZ, check, token=jwt_like(), which=st.integers(0, 2))
 
 
-def test_fuzz_parse_refresh_token(tally: Callable[[str], Tally]) -> None:
+def test_fuzz_parse_refresh_token(fuzz: Fuzz) -> None:
     codec = RefreshTokenCodec(SECRET.encode())
-    text = tally("RefreshTokenCodec.parse/text")
-    raw = tally("RefreshTokenCodec.parse/bytes")
-    structured = tally("RefreshTokenCodec.parse/srt1-like")
 
-    @PARSER_FUZZ
-    @given(token=st.text(max_size=300) | st.text(B64URL + ".", max_size=300))
-    def arbitrary_text(token: str) -> None:
-        text.count += 1
+    def check(token: str) -> None:
         only_invalid_grant(codec, token)
 
-    @PARSER_FUZZ
-    @given(token=SURROGATE_TEXT)
-    def arbitrary_bytes(token: str) -> None:
-        raw.count += 1
-        only_invalid_grant(codec, token)
-
-    @PARSER_FUZZ
-    @given(token=srt_like())
-    def srt_shaped(token: str) -> None:
-        structured.count += 1
-        only_invalid_grant(codec, token)
-
-    arbitrary_text()
-    arbitrary_bytes()
-    srt_shaped()
-    assert min(text.count, raw.count, structured.count) > 0
+    fuzz("RefreshTokenCodec.parse/text", PARSER_FUZZ, check, token=ANY_TEXT)
+    fuzz("RefreshTokenCodec.parse/bytes", PARSER_FUZZ, check, token=SURROGATE_TEXT)
+    fuzz("RefreshTokenCodec.parse/srt1-like", PARSER_FUZZ, check, token=srt_like())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -618,14 +606,10 @@ def check_answer(response: httpx2.Response, allowed: set[int], library: bool = T
     assert isinstance(body.get("error_description"), str)
 
 
-def test_fuzz_refresh_endpoint(make_auth: Callable[..., TokenAuth], tally: Callable[[str], Tally]) -> None:
-    inputs = tally("POST /auth/refresh")
+def test_fuzz_refresh_endpoint(make_auth: Callable[..., TokenAuth], fuzz: Fuzz) -> None:
     with live_app(make_auth()) as live:
 
-        @ENDPOINT_FUZZ
-        @given(data=st.data())
-        def run(data: st.DataObject) -> None:
-            inputs.count += 1
+        def check(data: st.DataObject) -> None:
             headers, body, query = refresh_request(data, live)
             response = send(live, "POST", "/auth/refresh", headers, body, query)
             check_answer(response, {200, 400, 401, 403})
@@ -634,18 +618,13 @@ def test_fuzz_refresh_endpoint(make_auth: Callable[..., TokenAuth], tally: Calla
                 live.access.append(answer["access_token"])
                 live.refresh.append(answer.get("refresh_token") or response.cookies.get("refresh_token", ""))
 
-        run()
-    assert inputs.count > 0
+        fuzz("POST /auth/refresh", ENDPOINT_FUZZ, check, data=st.data())
 
 
-def test_fuzz_protected_route(make_auth: Callable[..., TokenAuth], tally: Callable[[str], Tally]) -> None:
-    inputs = tally("GET /me")
+def test_fuzz_protected_route(make_auth: Callable[..., TokenAuth], fuzz: Fuzz) -> None:
     with live_app(make_auth()) as live:
 
-        @ENDPOINT_FUZZ
-        @given(data=st.data())
-        def run(data: st.DataObject) -> None:
-            inputs.count += 1
+        def check(data: st.DataObject) -> None:
             count = data.draw(st.integers(0, 3))
             headers = [(b"authorization", authorization_value(data, live)) for _ in range(count)]
             if data.draw(st.booleans()):
@@ -656,24 +635,18 @@ def test_fuzz_protected_route(make_auth: Callable[..., TokenAuth], tally: Callab
             if response.status_code == 200:
                 assert response.json()["sub"] == "42"
 
-        run()
-    assert inputs.count > 0
+        fuzz("GET /me", ENDPOINT_FUZZ, check, data=st.data())
 
 
-def test_fuzz_logout_endpoint(make_auth: Callable[..., TokenAuth], tally: Callable[[str], Tally]) -> None:
-    inputs = tally("POST /auth/logout")
+def test_fuzz_logout_endpoint(make_auth: Callable[..., TokenAuth], fuzz: Fuzz) -> None:
     with live_app(make_auth()) as live:
 
-        @ENDPOINT_FUZZ
-        @given(data=st.data())
-        def run(data: st.DataObject) -> None:
-            inputs.count += 1
+        def check(data: st.DataObject) -> None:
             headers, body, query = refresh_request(data, live)
             response = send(live, "POST", "/auth/logout", headers, body, query)
             check_answer(response, {204, 400, 403})
 
-        run()
-    assert inputs.count > 0
+        fuzz("POST /auth/logout", ENDPOINT_FUZZ, check, data=st.data())
 
 
 SESSION_IDS = st.text(
@@ -681,14 +654,10 @@ SESSION_IDS = st.text(
 )
 
 
-def test_fuzz_session_endpoints(make_auth: Callable[..., TokenAuth], tally: Callable[[str], Tally]) -> None:
-    inputs = tally("GET/DELETE /auth/sessions[/{id}], POST /auth/logout-all")
+def test_fuzz_session_endpoints(make_auth: Callable[..., TokenAuth], fuzz: Fuzz) -> None:
     with live_app(make_auth()) as live:
 
-        @ENDPOINT_FUZZ
-        @given(data=st.data())
-        def run(data: st.DataObject) -> None:
-            inputs.count += 1
+        def check(data: st.DataObject) -> None:
             targets = ["list", "list", "delete", "delete", "logout-all", "method"]
             target = data.draw(st.sampled_from(targets))
             count = data.draw(st.integers(0, 2))
@@ -720,5 +689,4 @@ def test_fuzz_session_endpoints(make_auth: Callable[..., TokenAuth], tally: Call
                 response = send(live, method, path, headers, query=query)
                 check_answer(response, {405})
 
-        run()
-    assert inputs.count > 0
+        fuzz("GET/DELETE /auth/sessions[/{id}], POST /auth/logout-all", ENDPOINT_FUZZ, check, data=st.data())
