@@ -38,7 +38,9 @@ def real_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture(params=["fakeredis", "redis-server"])
+# The redis-server variant carries the integration mark (it needs a real server), so
+# ``-m "not integration"`` (tests/run --quick) keeps only the fakeredis one.
+@pytest.fixture(params=["fakeredis", pytest.param("redis-server", marks=pytest.mark.integration)])
 def anyio_backend_redis(request: pytest.FixtureRequest) -> tuple[str, Any]:
     return request.param, request
 
