@@ -9,6 +9,7 @@ test_layout_doc.py, and every link of every document by test_links.py."""
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 from starlette.testclient import TestClient
@@ -58,6 +59,26 @@ def test_quickstart_comments_say_what_the_scripts_do() -> None:
     assert steps == sorted(steps)
     assert 'say "node --test"' in run
     assert "ruff, mypy, node --test, pytest" in text
+
+
+def test_the_quick_loop_is_what_tests_run_quick_runs() -> None:
+    """The README: "`tests/run --quick` runs ruff, mypy and the unit, store and property suites on
+    fakeredis (no redis-server, browser or uvicorn)"."""
+    readme = doc_text(README)
+    named = search(
+        r"`tests/run --quick`\*\* runs ruff, mypy and the ([\w, ]+?)\s+suites on\s+fakeredis", readme
+    )
+    run = (REPO_ROOT / "tests" / "run").read_text()
+    assert '[[ "${1:-}" == "--quick" ]]' in run
+    suites = search(r"^QUICK_SUITES=\(([^)]*)\)$", run, re.M).group(1).split()
+    assert re.split(r", | and ", named.group(1)) == [suite.removeprefix("tests/") for suite in suites]
+    main = run[run.index("# Main") :]
+    quick = main.index('if [[ "$QUICK" == "1" ]]; then')
+    # ruff and mypy first; then only those suites, without the tests that start a redis-server
+    assert main.index('say "ruff"') < main.index('say "mypy"') < quick
+    assert main.index("ensure_redis_server") > main.index('if [[ "$QUICK" == "0" ]]')
+    assert 'pytest -m "not integration" "${QUICK_SUITES[@]}"' in main[quick:]
+    assert quick < main.index("run_js_tests\n")
 
 
 # -- Minimal example ---------------------------------------------------------------------------
