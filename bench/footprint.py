@@ -41,7 +41,8 @@ def token_cache_bytes_per_entry(clock: ManualClock) -> tuple[float, int]:
     before = tracemalloc.take_snapshot()
     for token in tokens:
         # A fresh header, as each request brings; the cache keeps it.
-        middleware._principal({"type": "http", "headers": [(b"authorization", f"Bearer {token}".encode())]})
+        scope = {"type": "http", "headers": [(b"authorization", f"Bearer {token}".encode())]}
+        middleware._principal(scope, "http")
     gc.collect()
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()

@@ -76,9 +76,12 @@ class AuthEndpoints:
             f"{prefix}/sessions": ("GET", self.list_sessions),
         }
         self._session_path = f"{prefix}/sessions/"
+        self._below_prefix = f"{prefix}/"
 
     def handles(self, path: str) -> bool:
         """True for paths this library answers; other paths under the prefix go to the app."""
+        if not path.startswith(self._below_prefix):
+            return False  # most requests: one comparison
         if path in self._routes:
             return True
         rest = path[len(self._session_path) :] if path.startswith(self._session_path) else ""

@@ -78,7 +78,7 @@ class TokenAuthMiddleware:
             return
         refusal: AuthError | None = None
         try:
-            principal = self._principal(scope)
+            principal = self._principal(scope, kind)
         except AuthError as error:
             principal, refusal = None, error
         # An excluded path lets in a request without a token, or with a bad one (which counts as
@@ -94,14 +94,14 @@ class TokenAuthMiddleware:
         else:
             await self._serve_token_socket(scope, receive, send, principal)
 
-    def _principal(self, scope: Scope) -> _Principal | None:
+    def _principal(self, scope: Scope, kind: str) -> _Principal | None:
         """Who the request's access token proves; None without a token; AuthError for a bad one.
 
         A header verified before, still in its window and not revoked, costs a dict lookup; any
         other goes through every check, which also names the problem, and is remembered when it passes.
         """
         authorization = authorization_values(scope)
-        if scope["type"] == "websocket":
+        if kind == "websocket":
             try:
                 authorization = authorization_from_subprotocols(scope, authorization)
             except InvalidRequest as error:
