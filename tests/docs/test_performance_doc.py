@@ -27,18 +27,9 @@ def test_benchmark_commands_name_real_parts_and_options() -> None:
         assert (REPO_ROOT / "bench" / f"{part}.py").is_file(), part
     for line in lines[1:]:
         _, part, *options = line.split()
-        # --help last: argparse converts every option before it, and exits 0 without running anything
-        helped = subprocess.run(
-            [sys.executable, "-m", f"bench.{part}", *options, "--help"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert helped.returncode == 0, helped.stderr
+        helped = bench_help(part, options)
         for option in (o for o in options if o.startswith("-")):
-            assert re.search(rf"\s{re.escape(option)}\b", helped.stdout), f"bench.{part} has no {option}"
+            assert re.search(rf"\s{re.escape(option)}\b", helped), f"bench.{part} has no {option}"
 
 
 def test_benchmark_prose_states_the_defaults_of_bench_http() -> None:
@@ -59,8 +50,18 @@ def test_the_version_comparison_command_takes_the_option_shown() -> None:
     _, part, *options = line.split()
     assert (REPO_ROOT / "bench" / f"{part}.py").is_file()
     arguments = [REPO_ROOT.as_posix() if word == "DIR" else word for word in options]
+    assert "--before" in bench_help(part, arguments)
+    assert "no network and no Redis" in doc_text(PERFORMANCE)
+    assert "no network, no Redis on this path" in (REPO_ROOT / "bench" / f"{part}.py").read_text()
+
+
+def bench_help(part: str, options: list[str]) -> str:
+    """``python -m bench.<part> <options> --help``'s output; fails the test unless it exits 0.
+
+    --help goes last: argparse converts every option before it, and exits 0 without running anything.
+    """
     helped = subprocess.run(
-        [sys.executable, "-m", f"bench.{part}", *arguments, "--help"],
+        [sys.executable, "-m", f"bench.{part}", *options, "--help"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -68,6 +69,4 @@ def test_the_version_comparison_command_takes_the_option_shown() -> None:
         check=False,
     )
     assert helped.returncode == 0, helped.stderr
-    assert "--before" in helped.stdout
-    assert "no network and no Redis" in doc_text(PERFORMANCE)
-    assert "no network, no Redis on this path" in (REPO_ROOT / "bench" / f"{part}.py").read_text()
+    return helped.stdout
