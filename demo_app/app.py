@@ -48,7 +48,6 @@ PUBLIC_PATHS = ("/$", "/app", "/static", "/healthz", "/auth/login", "/favicon.ic
 HEALTH_TIMEOUT = 1.0
 #: How often /api/live sends a tick when the page says nothing.
 LIVE_TICK_SECONDS = 1.0
-MAX_LOGIN_BODY = 16_384
 
 #: Pages load scripts and styles from this origin only; nothing inline, nothing from a CDN.
 PAGE_HEADERS = {
@@ -88,7 +87,7 @@ def create_app(settings: DemoSettings | None = None) -> Starlette:
         return templates.TemplateResponse(request, "dashboard.html", headers=PAGE_HEADERS)
 
     async def login(request: Request) -> Response:
-        parsed, body = await _json_body(request)
+        parsed, body = await _json_body(request, auth.settings.max_body_bytes)
         if not parsed:
             return JSONResponse({"error": "invalid_request"}, status_code=400, headers=NO_STORE)
         email = body.get("email") if isinstance(body, dict) else None
@@ -173,13 +172,14 @@ async def serve_live_updates(websocket: WebSocket) -> None:
         await asyncio.gather(ticker, return_exceptions=True)
 
 
-async def _json_body(request: Request) -> tuple[bool, Any]:
-    """``(True, value)`` for a JSON body; ``(False, None)`` when it is not JSON or too large."""
+async def _json_body(request: Request, limit: int) -> tuple[bool, Any]:
+    """``(True, value)`` for a JSON body; ``(False, None)`` when it is not JSON or over ``limit``
+    bytes (the login reads no more than the library's own endpoints do)."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_LOGIN_BODY:
+        if size > limit:
             return False, None
         chunks.append(chunk)
     try:
