@@ -97,7 +97,7 @@ def log_fields(
 
     One vocabulary for every line, so a JSON formatter's output can be queried by field; keyword
     parameters rather than free keys, so a misspelt field fails type checking instead of drifting.
-    ``fingerprint`` is :func:`~starlette_refresh.fingerprint` of a token, never the token.
+    ``fingerprint`` is :func:`~starlette_refresh.testing.fingerprint` of a token, never the token.
     """
     given: dict[str, object | None] = {
         "outcome": outcome,

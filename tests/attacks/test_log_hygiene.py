@@ -9,7 +9,7 @@ attribute, any access or refresh token issued or presented during the scenario, 
 segment or a refresh-token MAC part on its own.
 
 The scan can fail: a sanity check requires the logs to carry the fingerprints
-(``starlette_refresh.fingerprint``) of refresh tokens that were used, and a meta-test plants raw
+(``starlette_refresh.testing.fingerprint``) of refresh tokens that were used, and a meta-test plants raw
 tokens, signatures and MACs in log records and requires the scanner to catch each one.
 
 The app runs without its lifespan (see test_attack_catalogue.py): the revocation feed's shutdown
