@@ -2,8 +2,9 @@
 
     python scripts/request_trace.py            # a protected request (first and repeat), a refresh
 
-A *stop* is a call into a function of ``starlette_refresh``; a *place* is its module; a *return* is a
-stop in a module the request had already left for another one. Counted for a first request (full
+A *stop* is a call into a function of ``starlette_refresh`` made by the request's own task (a
+coroutine resumed after an await is the same stop); a *place* is its module; a *return* is a stop in
+a module the request had already left for another one. Counted for a first request (full
 verification), a repeat (the verified-token cache), a refresh in the body and a WebSocket handshake.
 Runs on fakeredis, in process, through the public API only, so it measures any version alike.
 """
@@ -130,10 +131,18 @@ def main() -> None:
 
     async def traced_async(run: Callable[[], Awaitable[Any]]) -> list[str]:
         stops: list[str] = []
+        seen: list[FrameType] = []  # frames already counted (kept alive, so no id is reused)
+        task = asyncio.current_task()
 
         def profile(frame: FrameType, event: str, arg: object) -> None:
-            if event == "call" and frame.f_code.co_filename.startswith(PACKAGE):
-                stops.append(f"{Path(frame.f_code.co_filename).stem}.{frame.f_code.co_qualname}")
+            # A coroutine resumed after an await reports a "call" again: count each frame once,
+            # and only the request's own task (not the revocation feed's).
+            if event != "call" or not frame.f_code.co_filename.startswith(PACKAGE):
+                return
+            if any(frame is known for known in seen) or asyncio.current_task() is not task:
+                return
+            seen.append(frame)
+            stops.append(f"{Path(frame.f_code.co_filename).stem}.{frame.f_code.co_qualname}")
 
         sys.setprofile(profile)
         try:
