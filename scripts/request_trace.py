@@ -20,12 +20,13 @@ from types import FrameType
 from typing import Any
 
 import fakeredis
-import starlette_refresh
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
+
+import starlette_refresh
 from starlette_refresh import TokenAuth
 
 PACKAGE = str(Path(starlette_refresh.__file__).parent)
@@ -49,11 +50,22 @@ def build() -> tuple[TokenAuth, Starlette]:
     return auth, Starlette(routes=routes, middleware=[auth.middleware()])
 
 
-async def call(app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> dict[str, Any]:
+async def call(
+    app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes = b""
+) -> dict[str, Any]:
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-        "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
-        "headers": [(b"host", b"testserver"), *headers], "client": ("127.0.0.1", 1), "server": ("testserver", 80),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver"), *headers],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
     }
     sent = False
     answer: dict[str, Any] = {"body": b""}
@@ -78,9 +90,17 @@ async def call(app: Any, method: str, path: str, headers: list[tuple[bytes, byte
 
 async def handshake(app: Any, token: str) -> None:
     scope = {
-        "type": "websocket", "asgi": {"version": "3.0"}, "scheme": "ws", "path": "/ws", "raw_path": b"/ws",
-        "root_path": "", "query_string": b"", "headers": [(b"host", b"testserver"), (b"authorization", f"Bearer {token}".encode())],
-        "client": ("127.0.0.1", 1), "server": ("testserver", 80), "subprotocols": [],
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "scheme": "ws",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver"), (b"authorization", f"Bearer {token}".encode())],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+        "subprotocols": [],
     }
     messages = [{"type": "websocket.connect"}]
 
@@ -105,7 +125,9 @@ def report(title: str, stops: list[str]) -> None:
         if module in places:
             returns += 1
         places.append(module)
-    print(f"{title}: {len(stops)} stops in {len(set(places))} places, {returns} returns to a place already left")
+    print(
+        f"{title}: {len(stops)} stops in {len(set(places))} places, {returns} returns to a place already left"
+    )
     for stop in stops:
         print(f"    {stop}")
 
@@ -122,8 +144,16 @@ def main() -> None:
             ("first request", lambda: call(app, "GET", "/me", bearer)),
             ("repeat request", lambda: call(app, "GET", "/me", bearer)),
             ("websocket handshake", lambda: handshake(app, issued["access_token"])),
-            ("refresh", lambda: call(app, "POST", "/auth/refresh", [(b"content-type", b"application/json")],
-                                     json.dumps({"refresh_token": issued["refresh_token"]}).encode())),
+            (
+                "refresh",
+                lambda: call(
+                    app,
+                    "POST",
+                    "/auth/refresh",
+                    [(b"content-type", b"application/json")],
+                    json.dumps({"refresh_token": issued["refresh_token"]}).encode(),
+                ),
+            ),
         ):
             results[name] = await traced_async(run)
         await auth.shutdown()
