@@ -59,6 +59,42 @@ ensure_chromium() {
 }
 
 # ---------------------------------------------------------------------------
+# JavaScript development dependencies (npm)
+# ---------------------------------------------------------------------------
+# static/package.json's devDependencies (axe-core for the browser suite's accessibility test,
+# typescript for its "types" script) go into static/node_modules with `npm ci`, pinned by the
+# committed static/package-lock.json. The module itself has no dependencies; node_modules is
+# git-ignored, so neither the wheel nor the sdist picks it up. Skipped while node_modules was
+# installed from the same package.json and lock (a stamp file inside it records their hashes).
+ensure_js_dev_dependencies() {
+    local dir="$ROOT/static"
+    [[ -f "$dir/package.json" ]] || return 0
+    say "npm devDependencies (static/)"
+    [[ -f "$dir/package-lock.json" ]] || die "static/package-lock.json is missing: run
+       (cd static && npm install --no-audit --no-fund) and commit the lock file"
+    if ! command -v npm >/dev/null 2>&1; then
+        apt_install npm
+        command -v npm >/dev/null 2>&1 || die "npm still not on PATH after install"
+    fi
+    local hash stamp log
+    hash="$(cat "$dir/package.json" "$dir/package-lock.json" | sha256sum | cut -d' ' -f1)"
+    stamp="$dir/node_modules/.installed-$hash"
+    if [[ -e "$stamp" ]]; then
+        echo "    up to date ($(basename "$stamp"))"
+        return 0
+    fi
+    log="$(mktemp)"
+    if ! (cd "$dir" && npm ci --no-audit --no-fund) >"$log" 2>&1; then
+        cat "$log" >&2; rm -f "$log"
+        die "npm ci in static/ failed (if package.json changed, update the lock:
+       cd static && npm install --no-audit --no-fund, and commit package-lock.json)"
+    fi
+    rm -f "$log"
+    touch "$stamp"
+    echo "    installed (npm ci: static/node_modules)"
+}
+
+# ---------------------------------------------------------------------------
 # Python virtualenv
 # ---------------------------------------------------------------------------
 py_ok() { "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' >/dev/null 2>&1; }
