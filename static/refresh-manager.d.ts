@@ -166,6 +166,11 @@ export type RefreshManagerOptions = {
      */
     lockTimeoutMs?: number;
     /**
+     * abandon a refresh request (and its body) that has not
+     * answered after this long, and retry it with backoff (default 10000)
+     */
+    refreshTimeoutMs?: number;
+    /**
      * (added) once the lock is held, if storage says another tab
      * refreshed meanwhile, wait this long for its token on the channel before asking the server (default 1000)
      */

@@ -40,6 +40,8 @@
  *   (default "starlette-refresh")
  * @property {number} [lockTimeoutMs]   wait at most this long for the cross-tab lock, then refresh
  *   anyway: the server's grace window absorbs the overlap (default 10000)
+ * @property {number} [refreshTimeoutMs]  abandon a refresh request (and its body) that has not
+ *   answered after this long, and retry it with backoff (default 10000)
  * @property {number} [handoffWaitMs]   (added) once the lock is held, if storage says another tab
  *   refreshed meanwhile, wait this long for its token on the channel before asking the server (default 1000)
  * @property {BackoffOptions} [backoff] default {baseMs: 1000, maxMs: 30000}
@@ -428,21 +430,38 @@ export class RefreshManager extends EventTarget {
     return outcome;
   }
 
-  /** POSTs refreshUrl with the cookie and classifies the answer. @returns {Promise<Outcome>} */
+  /**
+   * POSTs refreshUrl with the cookie and classifies the answer. The request and its body get
+   * refreshTimeoutMs together: then the request is aborted and abandoned (a network error), even
+   * when the fetch ignores its signal, so a hung request never holds the flight or the lock.
+   * @returns {Promise<Outcome>}
+   */
   async #post() {
     const fetchFn = this.#o.fetch;
+    const controller = new AbortController();
+    const ms = this.#o.refreshTimeoutMs;
+    let clear = () => {};
+    /** @type {Promise<never>} */
+    const timeout = new Promise((_, reject) => {
+      const expire = () => { controller.abort(); reject(new RefreshError(`timed out after ${ms / 1000}s`)); };
+      clear = this.#later(ms, expire, expire);
+    });
     let response;
+    /** @type {any} */
+    let body;
     try {
-      response = await fetchFn(this.#o.refreshUrl, {
-        method: "POST", credentials: "same-origin", headers: { Accept: "application/json" },
-      });
+      response = await Promise.race([timeout, fetchFn(this.#o.refreshUrl, {
+        method: "POST", credentials: "same-origin", headers: { Accept: "application/json" }, signal: controller.signal,
+      })]);
+      body = await Promise.race([timeout, response.json().catch(() => null)]);
     } catch (cause) {
-      const error = new RefreshError("network error", { cause });
-      return { kind: "retry", error, label: "network error", retryAfterMs: 0 };
+      const text = cause instanceof RefreshError ? cause.message : "network error";
+      const error = new RefreshError(text, { cause });
+      return { kind: "retry", error, label: text, retryAfterMs: 0 };
+    } finally {
+      clear();
     }
     const status = response.status;
-    /** @type {any} */
-    const body = await response.json().catch(() => null);
     const code = typeof body?.error === "string" ? body.error : null;
     if (response.ok) {
       const accessToken = body?.access_token;
@@ -699,6 +718,7 @@ function resolveOptions(o) {
     marginMs: o.marginMs,
     lockName: o.lockName ?? "starlette-refresh",
     lockTimeoutMs: o.lockTimeoutMs ?? 10_000,
+    refreshTimeoutMs: o.refreshTimeoutMs ?? 10_000,
     handoffWaitMs: o.handoffWaitMs ?? 1_000,
     backoff: { baseMs: 1_000, maxMs: 30_000, ...o.backoff },
     now: o.now ?? (() => Date.now()),
