@@ -15,7 +15,7 @@ export function computeMarginMs(lifetimeMs: number): number;
  * @returns {number} whole milliseconds
  */
 export function backoffDelayMs(attempt: number, { baseMs, maxMs }?: BackoffOptions, random?: () => number): number;
-/** A failed refresh: `retryable` is false only for the definite answers that end the session. */
+/** A failed refresh: `retryable` is false for a final error (a 4xx but 408 and 429, a malformed answer). */
 export class RefreshError extends Error {
     /**
      * @param {string} message
@@ -54,8 +54,8 @@ export class RefreshManager extends EventTarget {
     /**
      * Installs the wake-up listeners and the channel, then restores the session with one refresh
      * through the cookie (none if setSession() already gave a fresh token). Resolves at the first
-     * definite outcome: true when logged in, false on 400/401 or when stop() or a logout interrupts;
-     * outages are retried in the background meanwhile.
+     * definite outcome: true when logged in, false on 400/401, on a final error or when stop() or a
+     * logout interrupts; outages are retried in the background meanwhile.
      * @returns {Promise<boolean>}
      */
     start(): Promise<boolean>;
@@ -95,7 +95,7 @@ export class RefreshManager extends EventTarget {
     stop(): void;
     #private;
 }
-export type ManagerState = "logged-out" | "logged-in" | "refreshing" | "reconnecting";
+export type ManagerState = "logged-out" | "logged-in" | "refreshing" | "reconnecting" | "failed";
 export type LogLevel = "debug" | "info" | "warn" | "error";
 export type LogoutReason = "invalid_grant" | "no_session" | "logout" | "other-tab";
 /**
@@ -241,11 +241,12 @@ export type LoggedOutDetail = {
     reason: LogoutReason;
 };
 /**
- * `error`: a retryable failure
+ * `error`: a failed refresh, retried
+ *   in retryInMs, or null for a final error (state "failed": the token is dropped and nothing is retried)
  */
 export type ErrorDetail = {
     error: RefreshError;
-    retryInMs: number;
+    retryInMs: number | null;
 };
 /**
  * `state`: every state change
@@ -262,6 +263,10 @@ export type Outcome = {
     error: RefreshError;
     label: string;
     retryAfterMs: number;
+} | {
+    kind: "failed";
+    error: RefreshError;
+    label: string;
 } | {
     kind: "ended";
     reason: LogoutReason;

@@ -12,7 +12,7 @@
  * @module refresh-manager
  */
 
-/** @typedef {"logged-out" | "logged-in" | "refreshing" | "reconnecting"} ManagerState */
+/** @typedef {"logged-out" | "logged-in" | "refreshing" | "reconnecting" | "failed"} ManagerState */
 /** @typedef {"debug" | "info" | "warn" | "error"} LogLevel */
 /** @typedef {"invalid_grant" | "no_session" | "logout" | "other-tab"} LogoutReason */
 /** First retry ceiling (default 1000) and cap (default 30000). @typedef {{baseMs?: number, maxMs?: number}} BackoffOptions */
@@ -66,13 +66,15 @@
  *   source "login": setSession() in this tab or another one (maybe another user); "other-tab": a refresh there
  * @typedef {{expiresInMs: number}} ExpiringDetail  `expiring`: the proactive timer fired
  * @typedef {{reason: LogoutReason}} LoggedOutDetail  `logged-out`
- * @typedef {{error: RefreshError, retryInMs: number}} ErrorDetail  `error`: a retryable failure
+ * @typedef {{error: RefreshError, retryInMs: number | null}} ErrorDetail  `error`: a failed refresh, retried
+ *   in retryInMs, or null for a final error (state "failed": the token is dropped and nothing is retried)
  * @typedef {{state: ManagerState}} StateDetail  `state`: every state change
  */
 
 /**
  * @typedef {{kind: "token", accessToken: string, expiresIn: number}
  *   | {kind: "retry", error: RefreshError, label: string, retryAfterMs: number}
+ *   | {kind: "failed", error: RefreshError, label: string}
  *   | {kind: "ended", reason: LogoutReason, code: string} | {kind: "skip"} | {kind: "stale"}} Outcome
  */
 
@@ -107,7 +109,7 @@ export function backoffDelayMs(attempt, { baseMs = 1_000, maxMs = 30_000 } = {},
   return Math.round(ceiling / 2 + (r * ceiling) / 2);
 }
 
-/** A failed refresh: `retryable` is false only for the definite answers that end the session. */
+/** A failed refresh: `retryable` is false for a final error (a 4xx but 408 and 429, a malformed answer). */
 export class RefreshError extends Error {
   /**
    * @param {string} message
@@ -176,8 +178,8 @@ export class RefreshManager extends EventTarget {
   /**
    * Installs the wake-up listeners and the channel, then restores the session with one refresh
    * through the cookie (none if setSession() already gave a fresh token). Resolves at the first
-   * definite outcome: true when logged in, false on 400/401 or when stop() or a logout interrupts;
-   * outages are retried in the background meanwhile.
+   * definite outcome: true when logged in, false on 400/401, on a final error or when stop() or a
+   * logout interrupts; outages are retried in the background meanwhile.
    * @returns {Promise<boolean>}
    */
   async start() {
@@ -331,6 +333,11 @@ export class RefreshManager extends EventTarget {
       this.#setState("logged-in");
       return true;
     }
+    if (outcome.kind === "failed") {
+      this.#forget("failed");
+      this.#log("error", `Refresh failed for good (${outcome.label}); not retrying`);
+      this.#emit("error", { error: outcome.error, retryInMs: null });
+    }
     if (outcome.kind === "ended") {
       const wasLoggedIn = this.#token !== null;
       if (wasLoggedIn) this.#share({ type: "logout" });
@@ -469,15 +476,17 @@ export class RefreshManager extends EventTarget {
       if (typeof accessToken === "string" && accessToken && Number.isFinite(expiresIn) && expiresIn > 0) {
         return { kind: "token", accessToken, expiresIn };
       }
-      const error = new RefreshError("the refresh answer had no usable access_token/expires_in", { status });
-      return { kind: "retry", error, label: `${status} malformed answer`, retryAfterMs: 0 };
+      const error = new RefreshError("the refresh answer had no usable access_token/expires_in", { status, retryable: false });
+      return { kind: "failed", error, label: `${status} malformed answer` };
     }
     if (status === 400 || status === 401) {
       const reason = status === 401 ? "invalid_grant" : "no_session";
       return { kind: "ended", reason, code: code ?? (status === 401 ? "invalid_grant" : "invalid_request") };
     }
     const text = label(status, code);
-    const error = new RefreshError(`refresh answered ${text}`, { status, code });
+    const retryable = status > 499 || status < 400 || status === 408 || status === 429;
+    const error = new RefreshError(`refresh answered ${text}`, { status, code, retryable });
+    if (!retryable) return { kind: "failed", error, label: text };
     return { kind: "retry", error, label: text, retryAfterMs: retryAfterMs(response.headers.get("Retry-After"), this.#o.now()) };
   }
 
@@ -493,6 +502,13 @@ export class RefreshManager extends EventTarget {
 
   /** @param {LogoutReason} reason @param {string} message */
   #endSession(reason, message) {
+    this.#forget("logged-out");
+    this.#log(reason === "logout" || reason === "other-tab" ? "info" : "warn", message);
+    this.#emit("logged-out", { reason });
+  }
+
+  /** Drops the token and ends any refresh and timer. @param {ManagerState} state */
+  #forget(state) {
     this.#epoch++;
     this.#inflight = null;
     this.#wakeRetry?.();
@@ -500,9 +516,7 @@ export class RefreshManager extends EventTarget {
     this.#token = this.#expiresAt = null;
     this.#tokenId = "";
     this.#lifetimeMs = 0;
-    this.#setState("logged-out");
-    this.#log(reason === "logout" || reason === "other-tab" ? "info" : "warn", message);
-    this.#emit("logged-out", { reason });
+    this.#setState(state);
   }
 
   /** A token other than `staleToken` that needs no refresh yet. @param {string | null} staleToken */

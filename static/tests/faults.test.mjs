@@ -4,7 +4,9 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
 import { RefreshError } from "../refresh-manager.js";
-import { answers, makeWorld, settle } from "./fakes.mjs";
+import { answers, makeWorld, networkError, settle } from "./fakes.mjs";
+
+const HOUR = 3_600_000;
 
 const LOCK = "starlette-refresh";
 
@@ -76,5 +78,71 @@ describe("a hung refresh (duty 9)", () => {
     assert.equal(await first, true, "a took b's token over the channel");
     assert.equal(a.calls().length, 2, "and made no request of its own after the abandoned one");
     assert.equal(a.manager.accessToken, b.manager.accessToken);
+  });
+});
+
+const FINAL = [
+  ["403 cross_site_request", () => answers.error(403, "cross_site_request"), 403, "cross_site_request", "403 cross_site_request"],
+  ["404 from a wrong refreshUrl", () => answers.plain(404), 404, null, "404"],
+  ["405", () => answers.plain(405), 405, null, "405"],
+  ["422", () => answers.error(422, "unprocessable"), 422, "unprocessable", "422 unprocessable"],
+  ["a 200 without expires_in", () => answers.json({ access_token: "t", token_type: "Bearer" }), 200, null, "200 malformed answer"],
+  ["a 200 with expires_in \"soon\"", () => answers.json({ access_token: "t", expires_in: "soon" }), 200, null, "200 malformed answer"],
+  ["a 200 that is not JSON", () => answers.plain(200), 200, null, "200 malformed answer"],
+];
+
+describe("permanent errors are final (duty 10)", () => {
+  for (const [name, answer, status, code, text] of FINAL) {
+    it(`${name}: start() resolves false at once, state failed, error emitted, never retried`, async () => {
+      const world = makeWorld();
+      world.server.refreshQueue.push(answer, answer, answer);
+      const tab = world.openTab();
+      let resolved = null;
+      void tab.manager.start().then((value) => (resolved = value));
+      await settle();
+      assert.equal(resolved, false);
+      assert.equal(tab.manager.state, "failed");
+      assert.equal(tab.manager.accessToken, null);
+      const [failure, ...more] = tab.of("error");
+      assert.deepEqual(more, []);
+      assert.equal(failure.retryInMs, null);
+      assert.ok(failure.error instanceof RefreshError);
+      assert.equal(failure.error.status, status);
+      assert.equal(failure.error.code, code);
+      assert.equal(failure.error.retryable, false);
+      assert.ok(tab.messages().includes(`Refresh failed for good (${text}); not retrying`));
+      assert.deepEqual(tab.of("logged-out"), [], "not a logout: the session may well be alive");
+      assert.equal(world.clock.pending, 0);
+      await world.clock.advance(HOUR);
+      tab.events.dispatchEvent(new Event("online"));
+      await settle();
+      assert.equal(world.server.refreshCalls.length, 1, "no retry, whatever the time or the events");
+    });
+  }
+
+  it("a logged-in tab whose proactive refresh gets a 403 drops its token and stops", async () => {
+    const world = makeWorld();
+    const tab = world.openTab();
+    await tab.manager.start();
+    world.server.refreshQueue.push(() => answers.error(403, "cross_site_request"));
+    await world.clock.advance(810_000);
+    assert.equal(tab.manager.state, "failed");
+    assert.equal(tab.manager.accessToken, null, "logged-in only with a token it can keep alive");
+    assert.equal(world.clock.pending, 0);
+    await world.clock.advance(HOUR);
+    assert.equal(world.server.refreshCalls.length, 2);
+    assert.equal(await tab.manager.refresh(), true, "an explicit refresh tries again");
+    assert.equal(tab.manager.state, "logged-in");
+  });
+
+  it("an outage is still retried (5xx, 408, 429, network errors): only 4xx answers are final", async () => {
+    const world = makeWorld();
+    world.server.refreshQueue.push(() => answers.plain(504), () => answers.plain(408), () => answers.plain(429), networkError);
+    const tab = world.openTab();
+    const started = tab.manager.start();
+    await world.clock.advance(60_000);
+    assert.equal(await started, true);
+    assert.deepEqual(tab.of("error").map(({ error }) => error.status), [504, 408, 429, null]);
+    assert.ok(tab.of("error").every(({ error, retryInMs }) => error.retryable && retryInMs > 0));
   });
 });
