@@ -80,6 +80,8 @@ export class RefreshManager extends EventTarget {
      * an outage is retried), refreshes first when the token has expired, and on a 401 with
      * `error="invalid_token"` refreshes once and replays the request. `init.signal` also aborts the
      * waiting. Bodies must be replayable (string, FormData, Blob, URLSearchParams, a Request), not streams.
+     * One call waits for refreshes at most lockTimeoutMs + handoffWaitMs + refreshTimeoutMs + backoff.maxMs
+     * in all (51 s by default), then sends the request with what it has.
      * @param {RequestInfo | URL} input
      * @param {RequestInit} [init]
      * @returns {Promise<Response>}

@@ -237,6 +237,8 @@ export class RefreshManager extends EventTarget {
    * an outage is retried), refreshes first when the token has expired, and on a 401 with
    * `error="invalid_token"` refreshes once and replays the request. `init.signal` also aborts the
    * waiting. Bodies must be replayable (string, FormData, Blob, URLSearchParams, a Request), not streams.
+   * One call waits for refreshes at most lockTimeoutMs + handoffWaitMs + refreshTimeoutMs + backoff.maxMs
+   * in all (51 s by default), then sends the request with what it has.
    * @param {RequestInfo | URL} input
    * @param {RequestInit} [init]
    * @returns {Promise<Response>}
@@ -244,15 +246,19 @@ export class RefreshManager extends EventTarget {
   async fetch(input, init) {
     init ??= {};
     const signal = init.signal ?? (isRequest(input) ? input.signal : undefined);
+    const o = this.#o;
+    const deadline = o.now() + o.lockTimeoutMs + o.handoffWaitMs + o.refreshTimeoutMs + o.backoff.maxMs;
+    /** @param {Promise<boolean>} flight */
+    const wait = (flight) => this.#until(flight, deadline, signal);
     if (this.#inflight && (this.#state === "refreshing" || !this.#usable())) {
-      await abortable(this.#inflight, signal);
+      await wait(this.#inflight);
     } else if (this.#token !== null && !this.#usable()) {
-      await abortable(this.refresh(), signal);
+      await wait(this.refresh());
     }
     const token = this.#token;
     const response = await this.#send(input, init, token);
     if (token === null || !isInvalidTokenAnswer(response)) return response;
-    const renewed = (this.#token !== token && this.#usable()) || (await abortable(this.refresh(), signal));
+    const renewed = (this.#token !== token && this.#usable()) || (await wait(this.refresh()));
     if (!renewed || this.#token === null || this.#token === token) return response;
     await response.body?.cancel().catch(() => {});
     this.#log("info", "Access token was rejected; refreshed it and retrying the request");
@@ -309,7 +315,8 @@ export class RefreshManager extends EventTarget {
     let outcome = await this.#attempt(staleToken, seenId, epoch);
     for (let attempt = 0; outcome.kind === "retry"; attempt++) {
       if (epoch !== this.#epoch) return false;
-      const delay = Math.max(backoffDelayMs(attempt, this.#o.backoff, this.#o.random), outcome.retryAfterMs);
+      const { backoff, random } = this.#o; // Retry-After is honoured up to the backoff cap
+      const delay = Math.min(backoff.maxMs, Math.max(backoffDelayMs(attempt, backoff, random), outcome.retryAfterMs));
       this.#setState("reconnecting");
       this.#log("warn", `Refresh failed (${outcome.label}); retrying in ${(delay / 1000).toFixed(1)}s`);
       this.#emit("error", { error: outcome.error, retryInMs: delay });
@@ -576,6 +583,22 @@ export class RefreshManager extends EventTarget {
     const id = setTimeout(() => { this.#pending.delete(stop); fn(); }, Math.min(MAX_TIMER_MS, Math.max(0, ms)));
     this.#pending.add(stop);
     return clear;
+  }
+
+  /**
+   * Awaits a refresh until `deadline` (then false, with a warning); `signal` aborts the wait.
+   * @param {Promise<boolean>} flight @param {number} deadline @param {AbortSignal | null | undefined} signal
+   * @returns {Promise<boolean>}
+   */
+  #until(flight, deadline, signal) {
+    let clear = () => {};
+    /** @type {Promise<boolean>} */
+    const late = new Promise((resolve) => {
+      const give = () => { this.#log("warn", "Gave up waiting for a refresh; sending the request as it is"); resolve(false); };
+      if (deadline > this.#o.now()) clear = this.#later(deadline - this.#o.now(), give, () => resolve(false));
+      else resolve(false);
+    });
+    return abortable(Promise.race([flight, late]), signal).finally(clear);
   }
 
   /**

@@ -146,3 +146,47 @@ describe("permanent errors are final (duty 10)", () => {
     assert.ok(tab.of("error").every(({ error, retryInMs }) => error.retryable && retryInMs > 0));
   });
 });
+
+describe("every wait is bounded (duty 11)", () => {
+  it("honours Retry-After only up to the backoff cap", async () => {
+    const world = makeWorld();
+    world.server.refreshQueue.push(() => answers.error(503, "temporarily_unavailable", { "Retry-After": "86400" }));
+    const tab = world.openTab();
+    const started = tab.manager.start();
+    await settle();
+    assert.deepEqual(tab.of("error").map((d) => d.retryInMs), [30_000]);
+    assert.ok(tab.messages().includes("Refresh failed (503 temporarily_unavailable); retrying in 30.0s"));
+    await world.clock.advance(30_000);
+    assert.equal(await started, true);
+    assert.equal(world.server.refreshCalls.length, 2);
+  });
+
+  it("caps an HTTP-date Retry-After and a smaller backoff.maxMs too", async () => {
+    const world = makeWorld();
+    const tomorrow = new Date(world.clock.now() + 24 * HOUR).toUTCString();
+    world.server.refreshQueue.push(() => answers.error(503, "temporarily_unavailable", { "Retry-After": tomorrow }));
+    const tab = world.openTab("tab", { backoff: { maxMs: 5_000 } });
+    void tab.manager.start();
+    await settle();
+    assert.deepEqual(tab.of("error").map((d) => d.retryInMs), [5_000]);
+  });
+
+  it("fetch() answers within lockTimeoutMs + handoffWaitMs + refreshTimeoutMs + backoff.maxMs (51 s) during an outage", async () => {
+    const world = makeWorld();
+    const tab = world.openTab();
+    await tab.manager.start();
+    world.server.refreshQueue.push(...Array(100).fill(() => answers.error(503, "temporarily_unavailable", { "Retry-After": "3600" })));
+    world.clock.jump(HOUR); // the token ran out while the tab slept
+    world.server.api = () => answers.invalidToken();
+    let answered = null;
+    void tab.manager.fetch("/api/me").then((response) => (answered = response));
+    await world.clock.advance(50_999);
+    assert.equal(answered, null, "it waits for the refresh meanwhile");
+    assert.equal(world.server.apiCalls.length, 0);
+    await world.clock.advance(1);
+    assert.equal(answered?.status, 401, "the server's answer to the expired token");
+    assert.equal(world.server.apiCalls.length, 1, "sent once: no replay after the deadline");
+    assert.ok(tab.messages().includes("Gave up waiting for a refresh; sending the request as it is"));
+    assert.equal(tab.manager.state, "reconnecting", "the refresh itself goes on retrying");
+  });
+});
