@@ -15,6 +15,12 @@ export function computeMarginMs(lifetimeMs: number): number;
  * @returns {number} whole milliseconds
  */
 export function backoffDelayMs(attempt: number, { baseMs, maxMs }?: BackoffOptions, random?: () => number): number;
+/**
+ * The origins of `urls` (absolute URLs or origins), plus those of `more` that are absolute.
+ * @param {unknown} urls @param {string} name  the option, for the error @param {unknown[]} [more]
+ * @returns {string[]}
+ */
+export function originsOf(urls: unknown, name: string, more?: unknown[]): string[];
 /** A failed refresh: `retryable` is false for a final error (a 4xx but 408 and 429, a malformed answer). */
 export class RefreshError extends Error {
     /**
@@ -181,6 +187,15 @@ export type RefreshManagerOptions = {
      * default {baseMs: 1000, maxMs: 30000}
      */
     backoff?: BackoffOptions;
+    /**
+     * more origins (or absolute URLs) that may receive the access
+     * token; the page's origin and refreshUrl's (when absolute) always may, no other (default [])
+     */
+    tokenOrigins?: string[];
+    /**
+     * the page's origin (default location.origin)
+     */
+    origin?: string | null;
     /**
      * clock in ms (default Date.now)
      */

@@ -45,6 +45,9 @@
  * @property {number} [handoffWaitMs]   (added) once the lock is held, if storage says another tab
  *   refreshed meanwhile, wait this long for its token on the channel before asking the server (default 1000)
  * @property {BackoffOptions} [backoff] default {baseMs: 1000, maxMs: 30000}
+ * @property {string[]} [tokenOrigins]  more origins (or absolute URLs) that may receive the access
+ *   token; the page's origin and refreshUrl's (when absolute) always may, no other (default [])
+ * @property {string | null} [origin]   the page's origin (default location.origin)
  * @property {() => number} [now]       clock in ms (default Date.now)
  * @property {(fn: () => void, ms: number) => any} [setTimeout]
  * @property {(id: any) => void} [clearTimeout]
@@ -245,6 +248,7 @@ export class RefreshManager extends EventTarget {
    */
   async fetch(input, init) {
     init ??= {};
+    if (!this.#mayCarryToken(input)) return this.#send(input, init, null); // another origin: no token, no refresh
     const signal = init.signal ?? (isRequest(input) ? input.signal : undefined);
     const o = this.#o;
     const deadline = o.now() + o.lockTimeoutMs + o.handoffWaitMs + o.refreshTimeoutMs + o.backoff.maxMs;
@@ -278,7 +282,7 @@ export class RefreshManager extends EventTarget {
     const fetchFn = this.#o.fetch;
     let failure = "network error";
     try {
-      const headers = token ? { Authorization: `Bearer ${token}` } : undefined;
+      const headers = token && this.#mayCarryToken(this.#o.logoutUrl) ? { Authorization: `Bearer ${token}` } : undefined;
       const response = await fetchFn(this.#o.logoutUrl, { method: "POST", credentials: "same-origin", headers });
       if (response.ok) return;
       failure = label(response.status, await errorCode(response));
@@ -720,6 +724,16 @@ export class RefreshManager extends EventTarget {
 
   // --- plumbing ---------------------------------------------------------------------------------
 
+  /** Whether `input` goes to the page's origin, refreshUrl's or one in tokenOrigins. @param {RequestInfo | URL} input */
+  #mayCarryToken(input) {
+    const url = isRequest(input) ? input.url : String(input);
+    try {
+      return this.#o.tokenOrigins.includes(new URL(url, this.#o.origin ?? undefined).origin);
+    } catch {
+      return true; // a relative url and no page origin to resolve it against: the page's own
+    }
+  }
+
   /** @param {RequestInfo | URL} input @param {RequestInit} init @param {string | null} token */
   #send(input, init, token) {
     const request = isRequest(input) ? input.clone() : input; // the original stays replayable
@@ -749,8 +763,12 @@ function resolveOptions(o) {
   const g = /** @type {any} */ (globalThis);
   /** @template T @param {T | undefined} value @param {() => T} fallback @returns {T} */
   const pick = (value, fallback) => (value === undefined ? fallback() : value);
+  const refreshUrl = o.refreshUrl ?? "/auth/refresh";
+  const origin = pick(o.origin, () => g.location?.origin ?? null);
   return {
-    refreshUrl: o.refreshUrl ?? "/auth/refresh",
+    refreshUrl,
+    origin,
+    tokenOrigins: originsOf(o.tokenOrigins ?? [], "tokenOrigins", [origin, refreshUrl]),
     logoutUrl: o.logoutUrl ?? "/auth/logout",
     marginMs: o.marginMs,
     lockName: o.lockName ?? "starlette-refresh",
@@ -771,6 +789,22 @@ function resolveOptions(o) {
     random: o.random ?? Math.random,
     log: o.log ?? ((/** @type {LogLevel} */ level, /** @type {string} */ line) => console[level](`[refresh] ${line}`)),
   };
+}
+
+/**
+ * The origins of `urls` (absolute URLs or origins), plus those of `more` that are absolute.
+ * @param {unknown} urls @param {string} name  the option, for the error @param {unknown[]} [more]
+ * @returns {string[]}
+ */
+export function originsOf(urls, name, more = []) {
+  if (!Array.isArray(urls)) throw new TypeError(`${name} must be an array of origins`);
+  const origins = urls.map((url) => {
+    try { return new URL(String(url)).origin; } catch { throw new TypeError(`${name}: ${url} is not an absolute URL or origin`); }
+  });
+  for (const url of more) {
+    try { origins.push(new URL(String(url)).origin); } catch { /* relative, or none */ }
+  }
+  return origins;
 }
 
 /** @param {unknown} input @returns {input is Request} */

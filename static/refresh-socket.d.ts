@@ -40,6 +40,8 @@ export function bearerProtocols(accessToken: string, protocols?: string[]): stri
  *   default `(level, message) => console[level](\`[socket] ${message}\`)`
  * @property {(code: number) => boolean} [shouldReconnect]  whether a close code is worth a reconnect;
  *   default false for 1000, 1003, 1007, 1008, 1009, 1010, 4400 and 4403. A 4401 always reconnects.
+ * @property {string[]} [tokenOrigins]   more origins (or absolute URLs) the socket may offer the token
+ *   to; the page's (baseUrl's) always may, no other: a socket url elsewhere throws a TypeError (default [])
  * @property {boolean} [renew]            renew the open socket in band after each refresh, when the
  *   server selected the `starlette-refresh` subprotocol (default true); false: the server closes the
  *   socket with 4401 at each token's expiry and it reconnects
@@ -170,6 +172,11 @@ export type RefreshingWebSocketOptions = {
      * default false for 1000, 1003, 1007, 1008, 1009, 1010, 4400 and 4403. A 4401 always reconnects.
      */
     shouldReconnect?: (code: number) => boolean;
+    /**
+     * more origins (or absolute URLs) the socket may offer the token
+     * to; the page's (baseUrl's) always may, no other: a socket url elsewhere throws a TypeError (default [])
+     */
+    tokenOrigins?: string[];
     /**
      * renew the open socket in band after each refresh, when the
      * server selected the `starlette-refresh` subprotocol (default true); false: the server closes the

@@ -15,7 +15,7 @@
  * @module refresh-socket
  */
 
-import { backoffDelayMs } from "./refresh-manager.js";
+import { backoffDelayMs, originsOf } from "./refresh-manager.js";
 
 /** @typedef {import("./refresh-manager.js").RefreshManager} RefreshManager */
 /** @typedef {import("./refresh-manager.js").BackoffOptions} BackoffOptions */
@@ -53,6 +53,8 @@ import { backoffDelayMs } from "./refresh-manager.js";
  *   default `(level, message) => console[level](\`[socket] ${message}\`)`
  * @property {(code: number) => boolean} [shouldReconnect]  whether a close code is worth a reconnect;
  *   default false for 1000, 1003, 1007, 1008, 1009, 1010, 4400 and 4403. A 4401 always reconnects.
+ * @property {string[]} [tokenOrigins]   more origins (or absolute URLs) the socket may offer the token
+ *   to; the page's (baseUrl's) always may, no other: a socket url elsewhere throws a TypeError (default [])
  * @property {boolean} [renew]            renew the open socket in band after each refresh, when the
  *   server selected the `starlette-refresh` subprotocol (default true); false: the server closes the
  *   socket with 4401 at each token's expiry and it reconnects
@@ -138,6 +140,10 @@ export class RefreshingWebSocket extends EventTarget {
     if (typeof this.#o.WebSocket !== "function") throw new TypeError("no WebSocket here: pass options.WebSocket");
     this.#manager = manager;
     this.#url = socketUrl(url, this.#o.baseUrl);
+    const origin = new URL(this.#url.replace(/^ws/, "http")).origin;
+    if (!originsOf(this.#o.tokenOrigins, "tokenOrigins", [this.#o.baseUrl]).includes(origin)) {
+      throw new TypeError(`the access token goes only to the page's origin or tokenOrigins, not to ${origin}`);
+    }
     this.#listen();
     void this.#connect();
   }
@@ -423,6 +429,7 @@ function resolveOptions(o) {
     log: o.log ?? ((/** @type {LogLevel} */ level, /** @type {string} */ line) => console[level](`[socket] ${line}`)),
     shouldReconnect: o.shouldReconnect ?? ((/** @type {number} */ code) => !FINAL_CODES.has(code)),
     renew: o.renew ?? true,
+    tokenOrigins: o.tokenOrigins ?? [],
   };
 }
 

@@ -358,6 +358,7 @@ export function makeWorld({ lifetime = 900, skewMs = 0, locks = true, bus = true
         document: tab.document,
         random: () => 0.5,
         log: (level, message) => tab.logs.push({ level, message }),
+        origin: "http://app.test", // the page's origin: relative urls resolve against it
         ...options,
       });
       for (const type of EVENT_TYPES) {

@@ -3,8 +3,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
-import { RefreshError } from "../refresh-manager.js";
-import { answers, makeWorld, networkError, settle } from "./fakes.mjs";
+import { RefreshError, RefreshManager } from "../refresh-manager.js";
+import { RefreshingWebSocket } from "../refresh-socket.js";
+import { answers, fakeWebSockets, makeWorld, networkError, settle } from "./fakes.mjs";
 
 const HOUR = 3_600_000;
 
@@ -188,5 +189,79 @@ describe("every wait is bounded (duty 11)", () => {
     assert.equal(world.server.apiCalls.length, 1, "sent once: no replay after the deadline");
     assert.ok(tab.messages().includes("Gave up waiting for a refresh; sending the request as it is"));
     assert.equal(tab.manager.state, "reconnecting", "the refresh itself goes on retrying");
+  });
+});
+
+describe("the token goes to the app's own origin only (duty 14)", () => {
+  async function loggedIn(options) {
+    const world = makeWorld();
+    const tab = world.openTab("tab", options); // the page is at http://app.test
+    await tab.manager.start();
+    world.server.api = (call) => (call.authorization ? answers.json({ ok: true }) : answers.invalidToken());
+    return { world, tab };
+  }
+
+  for (const url of ["https://evil.example/api/steal", "//evil.example/api/steal", "https://app.test/api/me",
+    "http://app.test:8080/api/me"]) {
+    it(`fetch("${url}") sends no Authorization, and its 401 triggers no refresh or replay`, async () => {
+      const { world, tab } = await loggedIn();
+      const response = await tab.manager.fetch(url);
+      assert.equal(response.status, 401);
+      assert.deepEqual(world.server.apiCalls.map((call) => call.authorization), [null]);
+      assert.equal(world.server.refreshCalls.length, 1, "only the restore");
+    });
+  }
+
+  it("a Request to another origin goes without the token too; the page's own urls keep it", async () => {
+    const { world, tab } = await loggedIn();
+    await tab.manager.fetch(new Request("https://evil.example/api/steal", { method: "POST", body: "x" }));
+    await tab.manager.fetch(new Request("http://app.test/api/me"));
+    await tab.manager.fetch("/api/me");
+    await tab.manager.fetch(new URL("http://app.test/api/me"));
+    const token = `Bearer ${tab.manager.accessToken}`;
+    assert.deepEqual(world.server.apiCalls.map((call) => call.authorization), [null, token, token, token]);
+  });
+
+  it("tokenOrigins and an absolute refreshUrl add origins that get the token and its refresh-and-replay", async () => {
+    const { world, tab } = await loggedIn({
+      tokenOrigins: ["https://api.example", "https://files.example/any/path"],
+      refreshUrl: "https://auth.example/auth/refresh",
+    });
+    let first = true;
+    world.server.api = (call) => {
+      const ok = !first && call.authorization === `Bearer ${world.server.current}`;
+      first = false;
+      return ok ? answers.json({ ok: true }) : answers.invalidToken();
+    };
+    const response = await tab.manager.fetch("https://api.example/api/me");
+    assert.equal(response.status, 200, "refreshed once and replayed");
+    await tab.manager.fetch("https://files.example/api/list");
+    await tab.manager.fetch("https://auth.example/api/whoami");
+    await tab.manager.fetch("https://evil.example/api/steal");
+    const token = `Bearer ${tab.manager.accessToken}`;
+    assert.deepEqual(world.server.apiCalls.slice(1).map((call) => call.authorization), [token, token, token, null]);
+  });
+
+  it("rejects a tokenOrigins entry that is not an absolute URL or origin", () => {
+    assert.throws(() => new RefreshManager({ tokenOrigins: ["api.example"] }), /tokenOrigins: api\.example is not an absolute URL/);
+    assert.throws(() => new RefreshManager({ tokenOrigins: "https://api.example" }), TypeError);
+  });
+
+  it("RefreshingWebSocket offers the token only to the page's origin or its tokenOrigins", async () => {
+    const { tab } = await loggedIn();
+    const { WebSocket, sockets } = fakeWebSockets();
+    const options = { WebSocket, baseUrl: "https://app.example/page", events: null, log: () => {} };
+    assert.throws(() => new RefreshingWebSocket(tab.manager, "wss://evil.example/ws", options),
+      /not to https:\/\/evil\.example/);
+    assert.throws(() => new RefreshingWebSocket(tab.manager, "ws://app.example/ws", options), TypeError,
+      "ws: is not the page's https: origin");
+    assert.equal(sockets.length, 0, "no socket was opened with the token");
+    const own = new RefreshingWebSocket(tab.manager, "/ws", options);
+    const api = new RefreshingWebSocket(tab.manager, "wss://api.example/ws", { ...options, tokenOrigins: ["https://api.example"] });
+    await settle();
+    assert.deepEqual(sockets.map((socket) => [socket.url, socket.token]), [
+      ["wss://app.example/ws", tab.manager.accessToken], ["wss://api.example/ws", tab.manager.accessToken]]);
+    own.close();
+    api.close();
   });
 });

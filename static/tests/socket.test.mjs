@@ -97,13 +97,13 @@ describe("connecting", () => {
     assert.equal(s.ws.connections, 1);
     assert.deepEqual(s.of("open"), [{ protocol: "starlette-refresh", connections: 1 }]);
     assert.deepEqual(s.of("state"), [{ state: "open" }]);
-    for (const [url, baseUrl, expected] of [
+    for (const [url, baseUrl, expected, tokenOrigins] of [
       ["live", "http://localhost:8000/app/page", "ws://localhost:8000/app/live"],
       ["/ws", "https://app.example/a/b", "wss://app.example/ws"],
-      ["wss://other.example/x", "http://app.example/", "wss://other.example/x"],
-      [new URL("https://api.example/ws"), null, "wss://api.example/ws"],
+      ["wss://other.example/x", "http://app.example/", "wss://other.example/x", ["https://other.example"]],
+      [new URL("https://api.example/ws"), null, "wss://api.example/ws", ["https://api.example/"]],
     ]) {
-      assert.equal((await connect({ url, baseUrl })).last.url, expected);
+      assert.equal((await connect({ url, baseUrl, tokenOrigins })).last.url, expected);
     }
     await assert.rejects(connect({ url: "/ws", baseUrl: null }), TypeError);
   });
