@@ -83,6 +83,7 @@
 
 const WAKE_EVENTS = ["focus", "online", "pageshow"];
 const MAX_TIMER_MS = 2_147_483_647; // longer setTimeout delays overflow and fire at once
+const MIN_SCHEDULE_MS = 1_000; // a proactive refresh comes at least this long after the token: no storm
 let idCounter = 0;
 const newId = () => `${++idCounter}-${Math.random().toString(36).slice(2, 10)}`;
 
@@ -206,7 +207,7 @@ export class RefreshManager extends EventTarget {
   setSession(answer) {
     const token = answer?.access_token;
     const expiresIn = Number(answer?.expires_in);
-    if (typeof token !== "string" || !token || !(expiresIn > 0)) {
+    if (typeof token !== "string" || !token || !(expiresIn > 0 && expiresIn < Infinity)) {
       throw new TypeError("setSession needs {access_token, expires_in} from a login response");
     }
     const expiresAt = this.#o.now() + expiresIn * 1000;
@@ -560,7 +561,8 @@ export class RefreshManager extends EventTarget {
   #schedule() {
     this.#clearTimer();
     if (this.#stopped || this.#token === null) return;
-    this.#cancelTimer = this.#later(Number(this.#expiresAt) - this.#margin() - this.#o.now(), () => {
+    const delay = Number(this.#expiresAt) - this.#margin() - this.#o.now();
+    this.#cancelTimer = this.#later(Math.max(MIN_SCHEDULE_MS, delay || 0), () => {
       this.#cancelTimer = null;
       const left = Number(this.#expiresAt) - this.#o.now();
       this.#log("info", left > 0
@@ -704,7 +706,7 @@ export class RefreshManager extends EventTarget {
 
   /** @param {{accessToken: unknown, expiresIn: unknown, remainingMs: unknown, id: unknown, login: unknown}} message */
   #receiveToken({ accessToken, expiresIn, remainingMs, id, login }) {
-    if (typeof accessToken !== "string" || typeof expiresIn !== "number" || typeof remainingMs !== "number") return;
+    if (typeof accessToken !== "string" || !(expiresIn > 0 && expiresIn < Infinity) || !Number.isFinite(remainingMs)) return;
     if (accessToken === this.#token) return;
     const expiresAt = this.#o.now() + remainingMs;
     // a refresh older than ours is ignored; a login (maybe of another user) always wins
@@ -764,18 +766,19 @@ function resolveOptions(o) {
   /** @template T @param {T | undefined} value @param {() => T} fallback @returns {T} */
   const pick = (value, fallback) => (value === undefined ? fallback() : value);
   const refreshUrl = o.refreshUrl ?? "/auth/refresh";
+  const { baseMs = 1_000, maxMs = 30_000 } = o.backoff ?? {};
   const origin = pick(o.origin, () => g.location?.origin ?? null);
   return {
     refreshUrl,
     origin,
     tokenOrigins: originsOf(o.tokenOrigins ?? [], "tokenOrigins", [origin, refreshUrl]),
     logoutUrl: o.logoutUrl ?? "/auth/logout",
-    marginMs: o.marginMs,
+    marginMs: o.marginMs == null ? o.marginMs : bounded("marginMs", o.marginMs, 0, 86_400_000),
     lockName: o.lockName ?? "starlette-refresh",
-    lockTimeoutMs: o.lockTimeoutMs ?? 10_000,
-    refreshTimeoutMs: o.refreshTimeoutMs ?? 10_000,
-    handoffWaitMs: o.handoffWaitMs ?? 1_000,
-    backoff: { baseMs: 1_000, maxMs: 30_000, ...o.backoff },
+    lockTimeoutMs: bounded("lockTimeoutMs", o.lockTimeoutMs ?? 10_000, 100, 120_000),
+    refreshTimeoutMs: bounded("refreshTimeoutMs", o.refreshTimeoutMs ?? 10_000, 1_000, 120_000),
+    handoffWaitMs: bounded("handoffWaitMs", o.handoffWaitMs ?? 1_000, 0, 10_000),
+    backoff: { baseMs: bounded("backoff.baseMs", baseMs, 100, 60_000), maxMs: bounded("backoff.maxMs", maxMs, baseMs, 300_000) },
     now: o.now ?? (() => Date.now()),
     setTimeout: o.setTimeout ?? ((/** @type {() => void} */ fn, /** @type {number} */ ms) => g.setTimeout(fn, ms)),
     clearTimeout: o.clearTimeout ?? ((/** @type {any} */ id) => g.clearTimeout(id)),
@@ -789,6 +792,16 @@ function resolveOptions(o) {
     random: o.random ?? Math.random,
     log: o.log ?? ((/** @type {LogLevel} */ level, /** @type {string} */ line) => console[level](`[refresh] ${line}`)),
   };
+}
+
+/**
+ * `value`, when it is a finite number in [min, max]; else a TypeError or RangeError naming the option.
+ * @param {string} name @param {unknown} value @param {number} min @param {number} max @returns {number}
+ */
+function bounded(name, value, min, max) {
+  if (typeof value !== "number" || !Number.isFinite(value)) throw new TypeError(`${name} must be a finite number of ms, not ${value}`);
+  if (value < min || value > max) throw new RangeError(`${name} must be between ${min} and ${max} ms, not ${value}`);
+  return value;
 }
 
 /**

@@ -265,3 +265,59 @@ describe("the token goes to the app's own origin only (duty 14)", () => {
     api.close();
   });
 });
+
+describe("options are validated, and no answer causes a refresh storm (duty 15)", () => {
+  const BAD = [
+    [{ marginMs: NaN }, TypeError, /^marginMs must be a finite number/],
+    [{ marginMs: -1 }, RangeError, /^marginMs must be between 0 and 86400000 ms, not -1$/],
+    [{ marginMs: Infinity }, TypeError, /^marginMs/],
+    [{ marginMs: "60000" }, TypeError, /^marginMs/],
+    [{ backoff: { baseMs: NaN } }, TypeError, /^backoff\.baseMs/],
+    [{ backoff: { baseMs: 0 } }, RangeError, /^backoff\.baseMs must be between 100 and 60000 ms/],
+    [{ backoff: { baseMs: 5_000, maxMs: 1_000 } }, RangeError, /^backoff\.maxMs must be between 5000 and 300000 ms/],
+    [{ backoff: { maxMs: 1e12 } }, RangeError, /^backoff\.maxMs/],
+    [{ lockTimeoutMs: -5 }, RangeError, /^lockTimeoutMs must be between 100 and 120000 ms/],
+    [{ lockTimeoutMs: Infinity }, TypeError, /^lockTimeoutMs/],
+    [{ refreshTimeoutMs: 0 }, RangeError, /^refreshTimeoutMs must be between 1000 and 120000 ms/],
+    [{ refreshTimeoutMs: NaN }, TypeError, /^refreshTimeoutMs/],
+    [{ handoffWaitMs: 1e9 }, RangeError, /^handoffWaitMs must be between 0 and 10000 ms/],
+  ];
+  for (const [options, type, message] of BAD) {
+    it(`rejects ${JSON.stringify(options, (_, v) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v))}`, () => {
+      assert.throws(() => new RefreshManager(options), (error) => error instanceof type && message.test(error.message));
+    });
+  }
+
+  it("accepts the bounds themselves", () => {
+    for (const options of [{ marginMs: 0 }, { marginMs: 86_400_000 }, { backoff: { baseMs: 100, maxMs: 100 } },
+      { lockTimeoutMs: 120_000, refreshTimeoutMs: 1_000, handoffWaitMs: 0 }, { marginMs: null }]) {
+      assert.ok(new RefreshManager(options));
+    }
+  });
+
+  it("expires_in 0.01 costs one refresh a second, not thousands", async () => {
+    const world = makeWorld();
+    world.server.refreshQueue.push(...Array(10_000).fill(() => world.server.issue(0.01)));
+    const tab = world.openTab();
+    await tab.manager.start();
+    await world.clock.advance(10_000);
+    assert.equal(world.server.refreshCalls.length, 11);
+  });
+
+  it("a login or another tab's message with an unusable lifetime is refused or ignored, never looped on", async () => {
+    const world = makeWorld();
+    const tab = world.openTab();
+    await tab.manager.start();
+    const token = tab.manager.accessToken;
+    assert.throws(() => tab.manager.setSession({ access_token: "t", expires_in: Infinity }), TypeError);
+    const [channel] = world.bus.channels;
+    const rogue = world.bus.open("starlette-refresh");
+    for (const bad of [{ remainingMs: NaN, expiresIn: 900 }, { remainingMs: 9e5, expiresIn: NaN }, { remainingMs: Infinity, expiresIn: 900 }]) {
+      rogue.postMessage({ type: "token", accessToken: "rogue", id: "x", login: true, ...bad });
+    }
+    await world.clock.advance(60_000);
+    assert.equal(channel.closed, false);
+    assert.equal(tab.manager.accessToken, token);
+    assert.equal(world.server.refreshCalls.length, 1);
+  });
+});
