@@ -706,7 +706,8 @@ export class RefreshManager extends EventTarget {
 
   /** @param {{accessToken: unknown, expiresIn: unknown, remainingMs: unknown, id: unknown, login: unknown}} message */
   #receiveToken({ accessToken, expiresIn, remainingMs, id, login }) {
-    if (typeof accessToken !== "string" || !(expiresIn > 0 && expiresIn < Infinity) || !Number.isFinite(remainingMs)) return;
+    if (typeof accessToken !== "string" || typeof expiresIn !== "number" || typeof remainingMs !== "number") return;
+    if (!(expiresIn > 0 && expiresIn < Infinity && Number.isFinite(remainingMs))) return;
     if (accessToken === this.#token) return;
     const expiresAt = this.#o.now() + remainingMs;
     // a refresh older than ours is ignored; a login (maybe of another user) always wins
