@@ -934,7 +934,9 @@ class SentinelGroup:
             role = _info(new, "replication").get("role")
             if role != "master":
                 return f"{new!r} (reported by sentinels) has role {role!r}"
-            return None
+            return next(
+                (p for s in self._sentinels if s.running and (p := self._sentinel_link_problem(s))), None
+            )
 
         _wait_until(new_primary_problem, timeout=timeout, what="failover", servers=self._all_servers)
         return self.primary()
@@ -958,6 +960,24 @@ class SentinelGroup:
             return None
 
         _wait_until(request, timeout=timeout, what="failover accepted", servers=self._all_servers)
+
+    def _sentinel_link_problem(self, sentinel: RedisServer) -> str | None:
+        """Why ``sentinel`` has no live link yet to the primary it reports.
+
+        A sentinel that switched to a new primary starts a new link to it and counts the node down
+        once ``down_after_ms`` pass without a reply; if the first reply is late (a busy machine),
+        it fails the new primary over again, straight back to whatever node has returned. So a
+        failover is over only once every sentinel has heard the new primary: it knows its run id
+        (an INFO reply came) and no PING is waiting for an answer.
+        """
+        state = _pairs(_command(sentinel, "SENTINEL", "MASTER", self._service))
+        if state.get("flags") != "master":
+            return f"{sentinel!r} flags the primary {state.get('flags')!r}"
+        if not state.get("runid"):
+            return f"{sentinel!r} has no INFO reply from the new primary yet"
+        if int(state.get("last-ping-sent", 0)) != 0:
+            return f"{sentinel!r} waits {state.get('last-ping-sent')} ms for a PING reply from the primary"
+        return None
 
     def _sentinel_view_problem(
         self, sentinel: RedisServer, node: RedisServer, primary_port: int
