@@ -92,9 +92,8 @@ function hideNotice() {
   ui.notice.textContent = "";
 }
 
-function setStatus(isLoggedIn) {
+function setStatus(isLoggedIn, text = isLoggedIn ? "logged-in" : "logged-out") {
   loggedIn = isLoggedIn;
-  const text = isLoggedIn ? "logged-in" : "logged-out";
   ui.status.textContent = text;
   ui.status.dataset.state = text;
   ui.starting.hidden = true;
@@ -111,8 +110,16 @@ function setLoggedOut() {
   tick();
 }
 
+/** A final refresh error: the manager dropped its token and retries nothing, so say so and why. */
+function setFailed(error) {
+  setLoggedOut();
+  setStatus(false, "error");
+  const status = typeof error?.status === "number" ? `HTTP ${error.status}` : "an unusable answer";
+  showNotice(`Your session could not be refreshed (${status}: ${error?.message ?? error}). Sign in again.`, "error");
+}
+
 function setConnection(state) {
-  const text = state === "reconnecting" ? "reconnecting" : "online";
+  const text = state === "reconnecting" ? "reconnecting" : state === "failed" ? "stopped" : "online";
   ui.connection.textContent = text;
   ui.connection.dataset.state = text;
   if (text === "online" && ui.notice.dataset.kind === "connection") hideNotice();
@@ -381,6 +388,10 @@ manager.addEventListener("state", (event) => {
 
 manager.addEventListener("error", (event) => {
   const retryInMs = event.detail?.retryInMs;
+  if (retryInMs === null) {
+    setFailed(event.detail?.error);
+    return;
+  }
   const when = typeof retryInMs === "number" ? ` Retrying in ${(retryInMs / 1000).toFixed(1)}s.` : "";
   showNotice(`The server cannot refresh your session right now; you are still signed in.${when}`, "warn");
   ui.notice.dataset.kind = "connection";
@@ -403,7 +414,7 @@ try {
     setStatus(true);
     openLiveSocket();
     await Promise.all([loadMe(), loadSessions()]);
-  } else {
+  } else if (manager.state !== "failed") { // a final error has said why already (setFailed)
     setLoggedOut();
   }
 } catch (error) {

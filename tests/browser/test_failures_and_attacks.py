@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx2
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
 from harness.processes import AppServer, RedisServer, free_port
 from tests.browser.conftest import BrowserLog, DemoFactory, log_in, refresh_count, wait_for_refresh_count
@@ -212,3 +212,39 @@ def test_a_page_on_another_origin_cannot_refresh_or_log_out(
     # the victim's session is untouched: a reload restores it through the same cookie
     victim.reload()
     expect(victim.get_by_test_id("status")).to_have_text("logged-in")
+
+
+@pytest.mark.parametrize(
+    ("when", "status", "body"),
+    [
+        ("on load", 403, '{"error": "cross_site_request", "error_description": "not from here"}'),
+        ("proactively", 404, '{"detail": "Not Found"}'),
+    ],
+)
+def test_a_final_refresh_error_shows_as_an_error_with_its_reason_and_a_way_back(
+    page: Page, start_demo: DemoFactory, when: str, status: int, body: str
+) -> None:
+    """A refresh answered with a final error (a 4xx but 400/401/408/429) is not retried and is not
+    a silent logout: the page says error, why, and links to the sign-in page."""
+    demo = start_demo(ACCESS_TOKEN_TTL="4")
+    refreshes: list[str] = []
+
+    def refuse(route: Route) -> None:
+        refreshes.append(route.request.url)
+        route.fulfill(status=status, content_type="application/json", body=body)
+
+    if when == "on load":
+        log_in(page, demo.url)
+        page.route("**/auth/refresh", refuse)
+        page.reload()
+    else:
+        log_in(page, demo.url)
+        page.route("**/auth/refresh", refuse)  # the next proactive refresh, within about 2 s
+
+    expect(page.get_by_test_id("status")).to_have_text("error", timeout=10_000)
+    expect(page.get_by_test_id("notice")).to_contain_text(f"HTTP {status}")
+    expect(page.get_by_test_id("login-link")).to_be_visible()
+    expect(page.get_by_test_id("connection")).to_have_text("stopped")
+    page.wait_for_timeout(3_000)  # long enough for a retry with backoff, which must not come
+    assert len(refreshes) == 1, f"a final error was retried: {len(refreshes)} requests"
+    expect(page.get_by_test_id("status")).to_have_text("error")
