@@ -207,7 +207,8 @@ export type RefreshManagerOptions = {
      */
     fetch?: (input: any, init?: any) => Promise<Response>;
     /**
-     * default localStorage; holds only {refreshedAt, id}
+     * default localStorage; holds only {refreshedAt, id} and the
+     * session generation (a number bumped by every login and logout)
      */
     storage?: StorageLike | null;
     /**

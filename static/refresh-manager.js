@@ -52,7 +52,8 @@
  * @property {(fn: () => void, ms: number) => any} [setTimeout]
  * @property {(id: any) => void} [clearTimeout]
  * @property {(input: any, init?: any) => Promise<Response>} [fetch]  default globalThis.fetch
- * @property {StorageLike | null} [storage]  default localStorage; holds only {refreshedAt, id}
+ * @property {StorageLike | null} [storage]  default localStorage; holds only {refreshedAt, id} and the
+ *   session generation (a number bumped by every login and logout)
  * @property {LockManagerLike | null} [locks] default navigator.locks; null: in-tab single flight only
  * @property {((name: string) => ChannelLike) | null} [channel] default `name => new BroadcastChannel(name)`
  * @property {EventTarget | null} [events]   receives "focus", "online", "pageshow" (default window)
@@ -148,6 +149,9 @@ export class RefreshManager extends EventTarget {
   #inflight = null;
   /** Bumped by stop() and every logout: a refresh started in an older epoch gives up quietly. */
   #epoch = 0;
+  /** The browser's session generation, bumped by every login and logout and carried in storage and in
+   * every message: a message from before a login or logout this tab knows of is stale. */
+  #gen = 0;
   #started = false;
   #stopped = false;
   /** @type {(() => void) | null} */ #cancelTimer = null;
@@ -213,6 +217,7 @@ export class RefreshManager extends EventTarget {
     const expiresAt = this.#o.now() + expiresIn * 1000;
     this.#apply(token, expiresIn, expiresAt, newId());
     this.#openChannel();
+    this.#syncGen(1);
     this.#shareToken(true);
     this.#setState("logged-in");
     this.#schedule();
@@ -230,6 +235,7 @@ export class RefreshManager extends EventTarget {
   refresh() {
     if (this.#inflight) return this.#inflight;
     if (this.#stopped) return Promise.resolve(false);
+    this.#syncGen();
     this.#inflight = this.#refreshFlow(this.#token, this.#epoch);
     const flight = this.#inflight;
     if (this.#state !== "reconnecting") this.#setState("refreshing");
@@ -278,6 +284,7 @@ export class RefreshManager extends EventTarget {
   async logout() {
     const token = this.#token;
     this.#openChannel();
+    this.#syncGen(1);
     this.#share({ type: "logout" });
     this.#endSession("logout", "Logged out");
     const fetchFn = this.#o.fetch;
@@ -352,7 +359,10 @@ export class RefreshManager extends EventTarget {
     }
     if (outcome.kind === "ended") {
       const wasLoggedIn = this.#token !== null;
-      if (wasLoggedIn) this.#share({ type: "logout" });
+      if (wasLoggedIn) {
+        this.#syncGen(1);
+        this.#share({ type: "logout" });
+      }
       const { reason, code } = outcome;
       this.#endSession(reason, wasLoggedIn ? `Session ended (${code}); logged out` : `No session to restore (${code})`);
     }
@@ -682,7 +692,15 @@ export class RefreshManager extends EventTarget {
         storage?.setItem(`${lockName}:state`, JSON.stringify(state));
       }
     } catch { /* storage full or denied: the channel still works */ }
-    try { this.#channel?.postMessage(message); } catch { /* channel closed */ }
+    try { this.#channel?.postMessage({ ...message, gen: this.#gen }); } catch { /* channel closed */ }
+  }
+
+  /** Catches up with the shared generation, then moves it on by `bump` (a login or logout). @param {number} [bump] */
+  #syncGen(bump = 0) {
+    const { storage, lockName } = this.#o;
+    try { this.#gen = Math.max(this.#gen, Number(storage?.getItem(`${lockName}:gen`)) || 0); } catch { /* no storage */ }
+    this.#gen += bump;
+    try { if (bump) storage?.setItem(`${lockName}:gen`, String(this.#gen)); } catch { /* the messages carry it too */ }
   }
 
   /** @returns {{refreshedAt: number, id: string} | null} */
@@ -698,6 +716,9 @@ export class RefreshManager extends EventTarget {
   /** @param {MessageEvent} event */
   #onMessage = (event) => {
     const message = event?.data;
+    const gen = Number(message?.gen) || 0;
+    if (gen < this.#gen) return; // sent before a login or logout this tab has seen: stale
+    this.#gen = gen;
     if (message?.type === "token") this.#receiveToken(message);
     else if (message?.type === "logout" && (this.#token !== null || this.#inflight)) {
       this.#endSession("other-tab", "Logged out in another tab");

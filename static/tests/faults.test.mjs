@@ -5,7 +5,7 @@ import { describe, it } from "node:test";
 
 import { RefreshError, RefreshManager } from "../refresh-manager.js";
 import { RefreshingWebSocket } from "../refresh-socket.js";
-import { answers, fakeWebSockets, makeWorld, networkError, settle } from "./fakes.mjs";
+import { answers, deferred, fakeWebSockets, makeWorld, networkError, settle } from "./fakes.mjs";
 
 const HOUR = 3_600_000;
 
@@ -319,5 +319,53 @@ describe("options are validated, and no answer causes a refresh storm (duty 15)"
     assert.equal(channel.closed, false);
     assert.equal(tab.manager.accessToken, token);
     assert.equal(world.server.refreshCalls.length, 1);
+  });
+});
+
+describe("a logged-out tab stays logged out: only a new login wakes it (duty 13)", () => {
+  async function threeTabs() {
+    const world = makeWorld();
+    const [a, b, c] = ["a", "b", "c"].map((name) => world.openTab(name));
+    for (const tab of [a, b, c]) await tab.manager.start();
+    await settle();
+    return { world, a, b, c };
+  }
+
+  it("a tab that logged out does not adopt the token of a refresh that crossed its logout", async () => {
+    const { world, a, b, c } = await threeTabs();
+    const before = a.seen.length;
+    world.bus.paused = true; // b's token and a's logout are in flight at the same time
+    assert.equal(await b.manager.refresh(), true);
+    await a.manager.logout();
+    world.bus.resume();
+    await settle();
+    for (const tab of [a, b, c]) {
+      assert.equal(tab.manager.state, "logged-out", `${tab.name} is logged out`);
+      assert.equal(tab.manager.accessToken, null, `${tab.name} holds no token`);
+    }
+    assert.deepEqual(a.seen.slice(before).map(({ type, detail }) => `${type} ${detail.state ?? detail.reason}`),
+      ["state logged-out", "logged-out logout"], "a never went back to logged-in");
+    assert.equal(world.clock.pending, 0);
+    c.manager.setSession({ access_token: "new-login", expires_in: 900 }); // a new login wakes every tab
+    await settle();
+    assert.equal(a.manager.accessToken, "new-login");
+    assert.equal(b.manager.accessToken, "new-login");
+  });
+
+  it("nor while a refresh of its own, started after the logout, is out", async () => {
+    const { world, a, b } = await threeTabs();
+    world.bus.paused = true;
+    await b.manager.refresh();
+    await a.manager.logout();
+    const answer = deferred();
+    world.server.refreshQueue.push(() => answer.promise);
+    const again = a.manager.refresh();
+    await settle();
+    world.bus.resume();
+    await settle();
+    assert.equal(a.manager.accessToken, null, "b's message predates the logout");
+    answer.resolve(answers.error(400, "invalid_request"));
+    assert.equal(await again, false);
+    assert.equal(a.manager.state, "logged-out");
   });
 });
