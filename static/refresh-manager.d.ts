@@ -77,7 +77,8 @@ export class RefreshManager extends EventTarget {
      * Gets a new access token. Single flight: concurrent callers share one promise; across tabs one
      * Web Lock (with timeout) serializes the network calls, and a tab that receives the new token over
      * the channel meanwhile skips its own. Resolves true when logged in, false when the session is over
-     * (or stop()/logout interrupted); retryable failures are retried inside.
+     * (or stop()/logout interrupted); retryable failures are retried inside. A login meanwhile
+     * (setSession() here or in another tab) supersedes it: its answer, whatever it is, is dropped.
      * @returns {Promise<boolean>}
      */
     refresh(): Promise<boolean>;

@@ -215,6 +215,7 @@ export class RefreshManager extends EventTarget {
       throw new TypeError("setSession needs {access_token, expires_in} from a login response");
     }
     const expiresAt = this.#o.now() + expiresIn * 1000;
+    this.#supersede(); // a refresh still out answers for the old session: its answer is dropped
     this.#apply(token, expiresIn, expiresAt, newId());
     this.#openChannel();
     this.#syncGen(1);
@@ -229,15 +230,17 @@ export class RefreshManager extends EventTarget {
    * Gets a new access token. Single flight: concurrent callers share one promise; across tabs one
    * Web Lock (with timeout) serializes the network calls, and a tab that receives the new token over
    * the channel meanwhile skips its own. Resolves true when logged in, false when the session is over
-   * (or stop()/logout interrupted); retryable failures are retried inside.
+   * (or stop()/logout interrupted); retryable failures are retried inside. A login meanwhile
+   * (setSession() here or in another tab) supersedes it: its answer, whatever it is, is dropped.
    * @returns {Promise<boolean>}
    */
   refresh() {
     if (this.#inflight) return this.#inflight;
     if (this.#stopped) return Promise.resolve(false);
     this.#syncGen();
-    this.#inflight = this.#refreshFlow(this.#token, this.#epoch);
-    const flight = this.#inflight;
+    const gen = this.#gen; // a login meanwhile supersedes this refresh: then it answers whether logged in
+    const flight = this.#refreshFlow(this.#token, this.#epoch).then((ok) => ok || (this.#gen > gen && this.#token !== null));
+    this.#inflight = flight;
     if (this.#state !== "reconnecting") this.#setState("refreshing");
     return flight;
   }
@@ -531,14 +534,19 @@ export class RefreshManager extends EventTarget {
 
   /** Drops the token and ends any refresh and timer. @param {ManagerState} state */
   #forget(state) {
-    this.#epoch++;
-    this.#inflight = null;
-    this.#wakeRetry?.();
+    this.#supersede();
     this.#clearTimer();
     this.#token = this.#expiresAt = null;
     this.#tokenId = "";
     this.#lifetimeMs = 0;
     this.#setState(state);
+  }
+
+  /** Ends any refresh in flight here: whatever it gets is dropped. */
+  #supersede() {
+    this.#epoch++;
+    this.#inflight = null;
+    this.#wakeRetry?.();
   }
 
   /** A token other than `staleToken` that needs no refresh yet. @param {string | null} staleToken */
@@ -733,6 +741,7 @@ export class RefreshManager extends EventTarget {
     const expiresAt = this.#o.now() + remainingMs;
     // a refresh older than ours is ignored; a login (maybe of another user) always wins
     if (!login && this.#token !== null && expiresAt < Number(this.#expiresAt)) return;
+    if (login) this.#supersede();
     this.#apply(accessToken, expiresIn, expiresAt, String(id));
     if (!login) {
       this.#refreshCount++;

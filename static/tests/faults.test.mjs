@@ -369,3 +369,80 @@ describe("a logged-out tab stays logged out: only a new login wakes it (duty 13)
     assert.equal(a.manager.state, "logged-out");
   });
 });
+
+describe("a new login supersedes any refresh in flight (duty 13)", () => {
+  const LOGIN = { access_token: "new-login", expires_in: 900 };
+  for (const [name, answer] of [["a token", (world) => world.server.issue()],
+    ["401 invalid_grant", () => answers.error(401, "invalid_grant")], ["400 invalid_request", () => answers.error(400, "invalid_request")]]) {
+    it(`setSession() while a refresh is out: its answer (${name}) neither replaces the login's token nor logs it out`, async () => {
+      const world = makeWorld();
+      const tab = world.openTab();
+      const other = world.openTab("other");
+      await tab.manager.start();
+      await other.manager.start();
+      await settle();
+      const reply = deferred();
+      world.server.refreshQueue.push(() => reply.promise);
+      const flight = tab.manager.refresh();
+      await settle();
+      tab.manager.setSession(LOGIN);
+      reply.resolve(answer(world));
+      assert.equal(await flight, true, "the refresh's callers learn that the tab is logged in");
+      await settle();
+      for (const t of [tab, other]) {
+        assert.equal(t.manager.accessToken, "new-login", `${t.name} keeps the login's token`);
+        assert.equal(t.manager.state, "logged-in");
+        assert.deepEqual(t.of("logged-out"), []);
+      }
+      assert.equal(tab.of("refreshed").at(-1).source, "login");
+      assert.equal(world.clock.pending, 2, "a proactive refresh per tab, nothing else");
+    });
+  }
+
+  it("a login in another tab supersedes this tab's refresh, and one during a backoff ends the retries", async () => {
+    const world = makeWorld();
+    const a = world.openTab("a");
+    const b = world.openTab("b");
+    await a.manager.start();
+    await b.manager.start();
+    await settle();
+    const reply = deferred();
+    world.server.refreshQueue.push(() => reply.promise);
+    const flight = a.manager.refresh();
+    await settle();
+    b.manager.setSession(LOGIN);
+    await settle();
+    reply.resolve(answers.error(401, "invalid_grant"));
+    assert.equal(await flight, true);
+    await settle();
+    assert.equal(a.manager.accessToken, "new-login");
+    assert.equal(b.manager.accessToken, "new-login");
+    world.server.refreshQueue.push(() => answers.plain(503));
+    const retrying = a.manager.refresh();
+    await settle();
+    assert.equal(a.manager.state, "reconnecting");
+    a.manager.setSession({ access_token: "third", expires_in: 900 });
+    assert.equal(await retrying, true);
+    const calls = world.server.refreshCalls.length;
+    await world.clock.advance(60_000);
+    assert.equal(world.server.refreshCalls.length, calls, "no retry after the login");
+    assert.equal(a.manager.accessToken, "third");
+  });
+
+  it("a logout that crosses a newer login in another tab does not undo it (fails before item 4)", async () => {
+    const world = makeWorld();
+    const a = world.openTab("a");
+    const c = world.openTab("c");
+    await a.manager.start();
+    await c.manager.start();
+    await settle();
+    world.bus.paused = true;
+    await a.manager.logout();
+    c.manager.setSession(LOGIN);
+    world.bus.resume();
+    await settle();
+    assert.equal(c.manager.accessToken, "new-login");
+    assert.equal(c.manager.state, "logged-in");
+    assert.equal(a.manager.accessToken, "new-login", "the logged-out tab woke on the login");
+  });
+});
