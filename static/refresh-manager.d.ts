@@ -198,9 +198,19 @@ export type RefreshManagerOptions = {
      */
     origin?: string | null;
     /**
-     * clock in ms (default Date.now)
+     * while the tab is visible, check this often whether the token
+     * is due, even without a wake event (a sleep may bring none) (default 5000; 1000 to 60000)
+     */
+    checkIntervalMs?: number;
+    /**
+     * wall clock in ms (default Date.now)
      */
     now?: () => number;
+    /**
+     * monotonic clock in ms (default performance.now): deadlines
+     * count the time since a token came by this clock or the wall clock, whichever says more
+     */
+    monotonic?: () => number;
     setTimeout?: (fn: () => void, ms: number) => any;
     clearTimeout?: (id: any) => void;
     /**

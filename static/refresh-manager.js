@@ -48,7 +48,11 @@
  * @property {string[]} [tokenOrigins]  more origins (or absolute URLs) that may receive the access
  *   token; the page's origin and refreshUrl's (when absolute) always may, no other (default [])
  * @property {string | null} [origin]   the page's origin (default location.origin)
- * @property {() => number} [now]       clock in ms (default Date.now)
+ * @property {number} [checkIntervalMs]  while the tab is visible, check this often whether the token
+ *   is due, even without a wake event (a sleep may bring none) (default 5000; 1000 to 60000)
+ * @property {() => number} [now]       wall clock in ms (default Date.now)
+ * @property {() => number} [monotonic] monotonic clock in ms (default performance.now): deadlines
+ *   count the time since a token came by this clock or the wall clock, whichever says more
  * @property {(fn: () => void, ms: number) => any} [setTimeout]
  * @property {(id: any) => void} [clearTimeout]
  * @property {(input: any, init?: any) => Promise<Response>} [fetch]  default globalThis.fetch
@@ -141,7 +145,9 @@ export class RefreshManager extends EventTarget {
   /** @type {ManagerState} */ #state = "logged-out";
   /** @type {string | null} */ #token = null;
   /** A random nonce naming the refresh that produced #token (shared in storage). */ #tokenId = "";
-  /** @type {number | null} */ #expiresAt = null;
+  /** Wall and monotonic clock readings when the token came, and its lifetime left then (ms). */
+  #at = [0, 0];
+  #rem = 0;
   #lifetimeMs = 0;
   #refreshCount = 0;
   /** @type {number | null} */ #lastRefreshAt = null;
@@ -177,7 +183,7 @@ export class RefreshManager extends EventTarget {
   /** The access token (memory only), or null. @returns {string | null} */
   get accessToken() { return this.#token; }
   /** Local receipt time + expires_in, in ms, or null. @returns {number | null} */
-  get expiresAt() { return this.#expiresAt; }
+  get expiresAt() { return this.#token === null ? null : this.#at[0] + this.#rem; }
   /** Successful refreshes this tab performed or received from other tabs. @returns {number} */
   get refreshCount() { return this.#refreshCount; }
   /** @returns {number | null} */
@@ -214,16 +220,15 @@ export class RefreshManager extends EventTarget {
     if (typeof token !== "string" || !token || !(expiresIn > 0 && expiresIn < Infinity)) {
       throw new TypeError("setSession needs {access_token, expires_in} from a login response");
     }
-    const expiresAt = this.#o.now() + expiresIn * 1000;
     this.#supersede(); // a refresh still out answers for the old session: its answer is dropped
-    this.#apply(token, expiresIn, expiresAt, newId());
+    this.#apply(token, expiresIn, expiresIn * 1000, newId());
     this.#openChannel();
     this.#syncGen(1);
     this.#shareToken(true);
     this.#setState("logged-in");
     this.#schedule();
     this.#log("info", `Session started (expires in ${expiresIn}s)`);
-    this.#emit("refreshed", { accessToken: token, expiresIn, expiresAt, source: "login" });
+    this.#emit("refreshed", { accessToken: token, expiresIn, expiresAt: this.expiresAt, source: "login" });
   }
 
   /**
@@ -261,7 +266,7 @@ export class RefreshManager extends EventTarget {
     if (!this.#mayCarryToken(input)) return this.#send(input, init, null); // another origin: no token, no refresh
     const signal = init.signal ?? (isRequest(input) ? input.signal : undefined);
     const o = this.#o;
-    const deadline = o.now() + o.lockTimeoutMs + o.handoffWaitMs + o.refreshTimeoutMs + o.backoff.maxMs;
+    const deadline = o.monotonic() + o.lockTimeoutMs + o.handoffWaitMs + o.refreshTimeoutMs + o.backoff.maxMs;
     /** @param {Promise<boolean>} flight */
     const wait = (flight) => this.#until(flight, deadline, signal);
     if (this.#inflight && (this.#state === "refreshing" || !this.#usable())) {
@@ -348,7 +353,7 @@ export class RefreshManager extends EventTarget {
       this.#setState("logged-in");
       this.#schedule();
       this.#log("info", `Token refreshed successfully (expires in ${expiresIn}s)`);
-      this.#emit("refreshed", { accessToken, expiresIn, expiresAt: this.#expiresAt, source: "network" });
+      this.#emit("refreshed", { accessToken, expiresIn, expiresAt: this.expiresAt, source: "network" });
       return true;
     }
     if (outcome.kind === "skip") { // the token came from another tab or a login, already announced
@@ -455,7 +460,7 @@ export class RefreshManager extends EventTarget {
     const outcome = await this.#post();
     if (epoch !== this.#epoch) return { kind: "stale" };
     if (outcome.kind !== "token") return this.#hasNewToken(staleToken) ? { kind: "skip" } : outcome;
-    this.#apply(outcome.accessToken, outcome.expiresIn, this.#o.now() + outcome.expiresIn * 1000, newId());
+    this.#apply(outcome.accessToken, outcome.expiresIn, outcome.expiresIn * 1000, newId());
     this.#refreshCount++;
     this.#lastRefreshAt = this.#o.now();
     this.#shareToken(false);
@@ -517,11 +522,12 @@ export class RefreshManager extends EventTarget {
 
   // --- session state ----------------------------------------------------------------------------
 
-  /** @param {string} token @param {number} expiresIn @param {number} expiresAt @param {string} id */
-  #apply(token, expiresIn, expiresAt, id) {
+  /** @param {string} token @param {number} expiresIn @param {number} remainingMs @param {string} id */
+  #apply(token, expiresIn, remainingMs, id) {
     this.#token = token;
     this.#tokenId = id;
-    this.#expiresAt = expiresAt;
+    this.#at = [this.#o.now(), this.#o.monotonic()];
+    this.#rem = remainingMs;
     this.#lifetimeMs = expiresIn * 1000;
   }
 
@@ -536,7 +542,7 @@ export class RefreshManager extends EventTarget {
   #forget(state) {
     this.#supersede();
     this.#clearTimer();
-    this.#token = this.#expiresAt = null;
+    this.#token = null;
     this.#tokenId = "";
     this.#lifetimeMs = 0;
     this.#setState(state);
@@ -555,11 +561,21 @@ export class RefreshManager extends EventTarget {
   }
 
   #usable() {
-    return this.#token !== null && this.#o.now() < Number(this.#expiresAt);
+    return this.#token !== null && this.#left() > 0;
+  }
+
+  /**
+   * The token's lifetime left (ms): as received, less the time since, by whichever clock says more
+   * time has passed. The monotonic one ignores a wall clock set back; the wall one counts a sleep
+   * that a monotonic clock skips (some systems). A wall clock set forward only refreshes early.
+   */
+  #left() {
+    const [wall, mono] = this.#at;
+    return this.#rem - Math.max(this.#o.now() - wall, this.#o.monotonic() - mono);
   }
 
   #withinMargin() {
-    return this.#token === null || Number(this.#expiresAt) - this.#o.now() <= this.#margin();
+    return this.#token === null || this.#left() <= this.#margin();
   }
 
   #margin() {
@@ -576,13 +592,17 @@ export class RefreshManager extends EventTarget {
 
   // --- timers and wake-ups ----------------------------------------------------------------------
 
-  #schedule() {
+  /** @param {number} [floor]  the shortest wait: 1 s after a token, none for a periodic check's next */
+  #schedule(floor = MIN_SCHEDULE_MS) {
     this.#clearTimer();
     if (this.#stopped || this.#token === null) return;
-    const delay = Number(this.#expiresAt) - this.#margin() - this.#o.now();
-    this.#cancelTimer = this.#later(Math.max(MIN_SCHEDULE_MS, delay || 0), () => {
+    const delay = this.#left() - this.#margin();
+    // while the tab is visible, look again every checkIntervalMs: a sleep may bring no wake event
+    const check = this.#o.document?.visibilityState === "hidden" ? delay : this.#o.checkIntervalMs;
+    this.#cancelTimer = this.#later(Math.max(floor, Math.min(delay, check) || 0), () => {
       this.#cancelTimer = null;
-      const left = Number(this.#expiresAt) - this.#o.now();
+      const left = this.#left();
+      if (left - this.#margin() > 0.5) return this.#schedule(0); // a periodic check: not due yet
       this.#log("info", left > 0
         ? `Token expiring in ${Math.round(left / 1000)}s, refreshing proactively...`
         : "Token expired, refreshing now");
@@ -619,7 +639,8 @@ export class RefreshManager extends EventTarget {
     /** @type {Promise<boolean>} */
     const late = new Promise((resolve) => {
       const give = () => { this.#log("warn", "Gave up waiting for a refresh; sending the request as it is"); resolve(false); };
-      if (deadline > this.#o.now()) clear = this.#later(deadline - this.#o.now(), give, () => resolve(false));
+      const ms = deadline - this.#o.monotonic();
+      if (ms > 0) clear = this.#later(ms, give, () => resolve(false));
       else resolve(false);
     });
     return abortable(Promise.race([flight, late]), signal).finally(clear);
@@ -656,11 +677,11 @@ export class RefreshManager extends EventTarget {
     if (this.#stopped) return;
     if (kind === "online") this.#wakeRetry?.(); // retry a failing refresh now, not after its backoff
     if (this.#token === null || this.#inflight) return;
-    const left = Number(this.#expiresAt) - this.#o.now();
+    const left = this.#left();
     const inSeconds = `token expires in ${Math.round(left / 1000)}s`;
     if (left > this.#margin()) {
       this.#log("debug", `Woke up (${kind}): ${inSeconds}`);
-      this.#schedule(); // re-arm from the wall clock: the old timer may have slept
+      this.#schedule(); // re-arm: the old timer may have slept
       return;
     }
     this.#log("info", `Woke up (${kind}): ${left > 0 ? inSeconds : "token expired"}, refreshing now`);
@@ -682,7 +703,7 @@ export class RefreshManager extends EventTarget {
   #shareToken(login) {
     const [accessToken, expiresIn, id] = [this.#token, this.#lifetimeMs / 1000, this.#tokenId];
     // The remaining lifetime, not a timestamp: the receiving tab anchors it to its own clock.
-    const remainingMs = Number(this.#expiresAt) - this.#o.now();
+    const remainingMs = this.#left();
     this.#share({ type: "token", accessToken, expiresIn, remainingMs, id, login });
   }
 
@@ -738,11 +759,10 @@ export class RefreshManager extends EventTarget {
     if (typeof accessToken !== "string" || typeof expiresIn !== "number" || typeof remainingMs !== "number") return;
     if (!(expiresIn > 0 && expiresIn < Infinity && Number.isFinite(remainingMs))) return;
     if (accessToken === this.#token) return;
-    const expiresAt = this.#o.now() + remainingMs;
     // a refresh older than ours is ignored; a login (maybe of another user) always wins
-    if (!login && this.#token !== null && expiresAt < Number(this.#expiresAt)) return;
+    if (!login && this.#token !== null && remainingMs < this.#left()) return;
     if (login) this.#supersede();
-    this.#apply(accessToken, expiresIn, expiresAt, String(id));
+    this.#apply(accessToken, expiresIn, remainingMs, String(id));
     if (!login) {
       this.#refreshCount++;
       this.#lastRefreshAt = this.#o.now();
@@ -752,7 +772,7 @@ export class RefreshManager extends EventTarget {
     this.#setState("logged-in");
     this.#schedule();
     this.#log("info", login ? "Another tab logged in" : "Another tab refreshed the token");
-    this.#emit("refreshed", { accessToken, expiresIn, expiresAt, source: login ? "login" : "other-tab" });
+    this.#emit("refreshed", { accessToken, expiresIn, expiresAt: this.expiresAt, source: login ? "login" : "other-tab" });
   }
 
   // --- plumbing ---------------------------------------------------------------------------------
@@ -809,8 +829,10 @@ function resolveOptions(o) {
     lockTimeoutMs: bounded("lockTimeoutMs", o.lockTimeoutMs ?? 10_000, 100, 120_000),
     refreshTimeoutMs: bounded("refreshTimeoutMs", o.refreshTimeoutMs ?? 10_000, 1_000, 120_000),
     handoffWaitMs: bounded("handoffWaitMs", o.handoffWaitMs ?? 1_000, 0, 10_000),
+    checkIntervalMs: bounded("checkIntervalMs", o.checkIntervalMs ?? 5_000, 1_000, 60_000),
     backoff: { baseMs: bounded("backoff.baseMs", baseMs, 100, 60_000), maxMs: bounded("backoff.maxMs", maxMs, baseMs, 300_000) },
     now: o.now ?? (() => Date.now()),
+    monotonic: o.monotonic ?? (() => g.performance?.now() ?? Date.now()),
     setTimeout: o.setTimeout ?? ((/** @type {() => void} */ fn, /** @type {number} */ ms) => g.setTimeout(fn, ms)),
     clearTimeout: o.clearTimeout ?? ((/** @type {any} */ id) => g.clearTimeout(id)),
     fetch: o.fetch ?? ((/** @type {any} */ input, /** @type {any} */ init) => g.fetch(input, init)),

@@ -11,15 +11,22 @@ export async function settle(rounds = 12) {
   for (let i = 0; i < rounds; i++) await new Promise((resolve) => setImmediate(resolve));
 }
 
-/** Wall clock plus timer registry. `advance` fires due timers in order; `jump` is a laptop sleep. */
+/**
+ * Wall clock, monotonic clock (performance.now) and a timer registry on the monotonic one. `advance`
+ * moves both clocks and fires due timers in order; `jump` is throttled timers (time passes, none
+ * fires); `sleep` a suspended machine (only the wall clock moves: the monotonic clock and the timers
+ * wait for it, as in Chrome on macOS and Linux); `setWall` a wall clock set by the user or NTP.
+ */
 export class FakeClock {
   time = T0;
+  mono = 1_000;
   timers = new Map();
   nextId = 1;
   now = () => this.time;
+  monotonic = () => this.mono;
   setTimeout = (fn, ms = 0) => {
     const id = this.nextId++;
-    this.timers.set(id, { at: this.time + Math.max(0, Number(ms) || 0), fn });
+    this.timers.set(id, { at: this.mono + Math.max(0, Number(ms) || 0), fn });
     return id;
   };
   clearTimeout = (id) => {
@@ -28,17 +35,21 @@ export class FakeClock {
   get pending() {
     return this.timers.size;
   }
-  /** Moves the wall clock without firing any timer (timers throttled: they are due but late). */
+  /** Time passes without firing any timer (timers throttled: they are due but late). */
   jump(ms) {
     this.time += ms;
+    this.mono += ms;
   }
-  /** Machine suspended: the wall clock moves, pending timers are postponed by as much (as in Chrome). */
+  /** Machine suspended: the wall clock moves; the monotonic clock and so the timers do not. */
   sleep(ms) {
     this.time += ms;
-    for (const timer of this.timers.values()) timer.at += ms;
+  }
+  /** The wall clock is set by `ms` (negative: back); the monotonic clock and the timers are not. */
+  setWall(ms) {
+    this.time += ms;
   }
   async advance(ms) {
-    const target = this.time + ms;
+    const target = this.mono + ms;
     for (let fired = 0; ; fired++) {
       if (fired > 5_000) throw new Error("runaway timers: more than 5000 fired in one advance()");
       await settle();
@@ -48,11 +59,16 @@ export class FakeClock {
       }
       if (!next) break;
       this.timers.delete(next.id);
-      this.time = Math.max(this.time, next.timer.at);
+      this.#to(next.timer.at);
       next.timer.fn();
     }
-    this.time = target;
+    this.#to(target);
     await settle();
+  }
+  #to(mono) {
+    if (mono <= this.mono) return;
+    this.time += mono - this.mono;
+    this.mono = mono;
   }
 }
 
@@ -348,6 +364,7 @@ export function makeWorld({ lifetime = 900, skewMs = 0, locks = true, bus = true
       const tab = { name, logs: [], seen: [], events: new CountingTarget(), document: new FakeDocument() };
       tab.manager = new RefreshManager({
         now: clock.now,
+        monotonic: clock.monotonic,
         setTimeout: clock.setTimeout,
         clearTimeout: clock.clearTimeout,
         fetch: world.server.fetchFor(name),

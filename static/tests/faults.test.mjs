@@ -5,7 +5,7 @@ import { describe, it } from "node:test";
 
 import { RefreshError, RefreshManager } from "../refresh-manager.js";
 import { RefreshingWebSocket } from "../refresh-socket.js";
-import { answers, deferred, fakeWebSockets, makeWorld, networkError, settle } from "./fakes.mjs";
+import { T0, answers, deferred, fakeWebSockets, makeWorld, networkError, settle } from "./fakes.mjs";
 
 const HOUR = 3_600_000;
 
@@ -279,6 +279,8 @@ describe("options are validated, and no answer causes a refresh storm (duty 15)"
     [{ lockTimeoutMs: -5 }, RangeError, /^lockTimeoutMs must be between 100 and 120000 ms/],
     [{ lockTimeoutMs: Infinity }, TypeError, /^lockTimeoutMs/],
     [{ refreshTimeoutMs: 0 }, RangeError, /^refreshTimeoutMs must be between 1000 and 120000 ms/],
+    [{ checkIntervalMs: 500 }, RangeError, /^checkIntervalMs must be between 1000 and 60000 ms, not 500$/],
+    [{ checkIntervalMs: NaN }, TypeError, /^checkIntervalMs must be a finite number/],
     [{ refreshTimeoutMs: NaN }, TypeError, /^refreshTimeoutMs/],
     [{ handoffWaitMs: 1e9 }, RangeError, /^handoffWaitMs must be between 0 and 10000 ms/],
   ];
@@ -444,5 +446,69 @@ describe("a new login supersedes any refresh in flight (duty 13)", () => {
     assert.equal(c.manager.accessToken, "new-login");
     assert.equal(c.manager.state, "logged-in");
     assert.equal(a.manager.accessToken, "new-login", "the logged-out tab woke on the login");
+  });
+});
+
+describe("deadlines run on a monotonic clock, checked while the tab is visible (duty 12)", () => {
+  async function loggedIn(options) {
+    const world = makeWorld();
+    const tab = world.openTab("tab", options);
+    await tab.manager.start();
+    return { world, tab };
+  }
+
+  it("a wall clock set back an hour, then a wake event, neither delays nor skips the refresh", async () => {
+    const { world, tab } = await loggedIn();
+    await world.clock.advance(400_000);
+    world.clock.setWall(-HOUR);
+    tab.events.dispatchEvent(new Event("focus")); // re-arms the timer: from the clocks, not 59 min on
+    await world.clock.advance(409_999);
+    assert.equal(world.server.refreshCalls.length, 1);
+    await world.clock.advance(1);
+    assert.equal(world.server.refreshCalls.length, 2, "refreshed 810 s after the token, as always");
+    assert.deepEqual(tab.of("expiring").map((d) => d.expiresInMs), [90_000]);
+    await world.clock.advance(810_000);
+    assert.equal(world.server.refreshCalls.length, 3, "and every 810 s after");
+  });
+
+  it("a wall clock set forward refreshes early, never late", async () => {
+    const { world, tab } = await loggedIn();
+    world.clock.setWall(HOUR);
+    tab.events.dispatchEvent(new Event("focus"));
+    await settle();
+    assert.equal(world.server.refreshCalls.length, 2);
+    await world.clock.advance(809_999);
+    assert.equal(world.server.refreshCalls.length, 2);
+    await world.clock.advance(1);
+    assert.equal(world.server.refreshCalls.length, 3);
+  });
+
+  it("a sleep with no wake event at all: the periodic check refreshes within checkIntervalMs", async () => {
+    const { world, tab } = await loggedIn();
+    world.clock.sleep(2 * HOUR); // the monotonic clock and the timers stood still; the token ran out
+    await world.clock.advance(5_000);
+    assert.equal(world.server.refreshCalls.length, 2);
+    assert.ok(tab.messages().includes("Token expired, refreshing now"));
+    assert.equal(tab.manager.state, "logged-in");
+    assert.equal(tab.manager.expiresAt, tab.manager.lastRefreshAt + 900_000, "local receipt time + expires_in");
+    assert.equal(tab.manager.lastRefreshAt, T0 + 2 * HOUR + 5_000);
+  });
+
+  it("checkIntervalMs sets the period; a hidden tab is not checked, and wakes on visibilitychange", async () => {
+    const { world, tab } = await loggedIn({ checkIntervalMs: 30_000 });
+    world.clock.sleep(2 * HOUR);
+    await world.clock.advance(29_999);
+    assert.equal(world.server.refreshCalls.length, 1);
+    await world.clock.advance(1);
+    assert.equal(world.server.refreshCalls.length, 2);
+    tab.document.visibilityState = "hidden";
+    tab.events.dispatchEvent(new Event("focus")); // re-arms the timer while hidden: at the deadline only
+    world.clock.sleep(2 * HOUR);
+    await world.clock.advance(60_000);
+    assert.equal(world.server.refreshCalls.length, 2, "no periodic check while hidden");
+    tab.document.visibilityState = "visible";
+    tab.document.dispatchEvent(new Event("visibilitychange"));
+    await settle();
+    assert.equal(world.server.refreshCalls.length, 3);
   });
 });
