@@ -198,6 +198,12 @@ export type RefreshManagerOptions = {
      */
     origin?: string | null;
     /**
+     * the floor between two refreshes of this tab that a proactive
+     * timer, a wake event or a rejected request (401 invalid_token) starts; not refresh() or start()
+     * (default 1000; 1000 to 60000)
+     */
+    minIntervalMs?: number;
+    /**
      * while the tab is visible, check this often whether the token
      * is due, even without a wake event (a sleep may bring none) (default 5000; 1000 to 60000)
      */

@@ -48,6 +48,9 @@
  * @property {string[]} [tokenOrigins]  more origins (or absolute URLs) that may receive the access
  *   token; the page's origin and refreshUrl's (when absolute) always may, no other (default [])
  * @property {string | null} [origin]   the page's origin (default location.origin)
+ * @property {number} [minIntervalMs]  the floor between two refreshes of this tab that a proactive
+ *   timer, a wake event or a rejected request (401 invalid_token) starts; not refresh() or start()
+ *   (default 1000; 1000 to 60000)
  * @property {number} [checkIntervalMs]  while the tab is visible, check this often whether the token
  *   is due, even without a wake event (a sleep may bring none) (default 5000; 1000 to 60000)
  * @property {() => number} [now]       wall clock in ms (default Date.now)
@@ -88,7 +91,6 @@
 
 const WAKE_EVENTS = ["focus", "online", "pageshow"];
 const MAX_TIMER_MS = 2_147_483_647; // longer setTimeout delays overflow and fire at once
-const MIN_SCHEDULE_MS = 1_000; // a proactive refresh comes at least this long after the token: no storm
 let idCounter = 0;
 const newId = () => `${++idCounter}-${Math.random().toString(36).slice(2, 10)}`;
 
@@ -149,6 +151,7 @@ export class RefreshManager extends EventTarget {
   #at = [0, 0];
   #rem = 0;
   #lifetimeMs = 0;
+  /** When (monotonic) a rejected request last asked for a refresh. */ #rejectedAt = -Infinity;
   #refreshCount = 0;
   /** @type {number | null} */ #lastRefreshAt = null;
   /** The one refresh running in this tab, shared by every caller. @type {Promise<boolean> | null} */
@@ -277,7 +280,14 @@ export class RefreshManager extends EventTarget {
     const token = this.#token;
     const response = await this.#send(input, init, token);
     if (token === null || !isInvalidTokenAnswer(response)) return response;
-    const renewed = (this.#token !== token && this.#usable()) || (await wait(this.refresh()));
+    // a refresh for a rejected request comes at most once per minIntervalMs (a refresh out is shared)
+    const floor = this.#rejectedAt + o.minIntervalMs - o.monotonic();
+    if (floor > 0 && !this.#inflight && this.#token === token) await wait(this.#pause(floor, () => {}).then(() => true));
+    let renewed = this.#token !== token && this.#usable();
+    if (!renewed) {
+      if (!this.#inflight) this.#rejectedAt = o.monotonic();
+      renewed = await wait(this.refresh());
+    }
     if (!renewed || this.#token === null || this.#token === token) return response;
     await response.body?.cancel().catch(() => {});
     this.#log("info", "Access token was rejected; refreshed it and retrying the request");
@@ -592,11 +602,13 @@ export class RefreshManager extends EventTarget {
 
   // --- timers and wake-ups ----------------------------------------------------------------------
 
-  /** @param {number} [floor]  the shortest wait: 1 s after a token, none for a periodic check's next */
-  #schedule(floor = MIN_SCHEDULE_MS) {
+  /** @param {number} [floor]  how long after the token to wait at least: minIntervalMs, or 0 for a periodic check's next */
+  #schedule(floor = this.#o.minIntervalMs) {
     this.#clearTimer();
     if (this.#stopped || this.#token === null) return;
-    const delay = this.#left() - this.#margin();
+    const left = this.#left();
+    const delay = left - this.#margin();
+    floor -= this.#rem - left; // the token's age
     // while the tab is visible, look again every checkIntervalMs: a sleep may bring no wake event
     const check = this.#o.document?.visibilityState === "hidden" ? delay : this.#o.checkIntervalMs;
     this.#cancelTimer = this.#later(Math.max(floor, Math.min(delay, check) || 0), () => {
@@ -679,7 +691,7 @@ export class RefreshManager extends EventTarget {
     if (this.#token === null || this.#inflight) return;
     const left = this.#left();
     const inSeconds = `token expires in ${Math.round(left / 1000)}s`;
-    if (left > this.#margin()) {
+    if (left > this.#margin() || this.#rem - left < this.#o.minIntervalMs) { // not due, or the token is too new
       this.#log("debug", `Woke up (${kind}): ${inSeconds}`);
       this.#schedule(); // re-arm: the old timer may have slept
       return;
@@ -829,6 +841,7 @@ function resolveOptions(o) {
     lockTimeoutMs: bounded("lockTimeoutMs", o.lockTimeoutMs ?? 10_000, 100, 120_000),
     refreshTimeoutMs: bounded("refreshTimeoutMs", o.refreshTimeoutMs ?? 10_000, 1_000, 120_000),
     handoffWaitMs: bounded("handoffWaitMs", o.handoffWaitMs ?? 1_000, 0, 10_000),
+    minIntervalMs: bounded("minIntervalMs", o.minIntervalMs ?? 1_000, 1_000, 60_000),
     checkIntervalMs: bounded("checkIntervalMs", o.checkIntervalMs ?? 5_000, 1_000, 60_000),
     backoff: { baseMs: bounded("backoff.baseMs", baseMs, 100, 60_000), maxMs: bounded("backoff.maxMs", maxMs, baseMs, 300_000) },
     now: o.now ?? (() => Date.now()),

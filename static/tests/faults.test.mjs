@@ -281,6 +281,8 @@ describe("options are validated, and no answer causes a refresh storm (duty 15)"
     [{ refreshTimeoutMs: 0 }, RangeError, /^refreshTimeoutMs must be between 1000 and 120000 ms/],
     [{ checkIntervalMs: 500 }, RangeError, /^checkIntervalMs must be between 1000 and 60000 ms, not 500$/],
     [{ checkIntervalMs: NaN }, TypeError, /^checkIntervalMs must be a finite number/],
+    [{ minIntervalMs: 500 }, RangeError, /^minIntervalMs must be between 1000 and 60000 ms, not 500$/],
+    [{ minIntervalMs: "1s" }, TypeError, /^minIntervalMs must be a finite number/],
     [{ refreshTimeoutMs: NaN }, TypeError, /^refreshTimeoutMs/],
     [{ handoffWaitMs: 1e9 }, RangeError, /^handoffWaitMs must be between 0 and 10000 ms/],
   ];
@@ -510,5 +512,59 @@ describe("deadlines run on a monotonic clock, checked while the tab is visible (
     tab.document.dispatchEvent(new Event("visibilitychange"));
     await settle();
     assert.equal(world.server.refreshCalls.length, 3);
+  });
+});
+
+describe("a floor between refreshes (duty 15)", () => {
+  it("an API that refuses even fresh tokens: 20 fetch() calls cost at most one refresh per minIntervalMs", async () => {
+    const world = makeWorld();
+    const tab = world.openTab();
+    await tab.manager.start();
+    world.server.api = () => answers.invalidToken();
+    const statuses = [];
+    const calls = (async () => {
+      for (let i = 0; i < 20; i++) statuses.push((await tab.manager.fetch("/api/me")).status);
+    })();
+    await settle();
+    assert.equal(world.server.refreshCalls.length, 2, "the restore, and one refresh for the first rejection");
+    await world.clock.advance(999);
+    assert.equal(world.server.refreshCalls.length, 2, "the next rejected request waits for the floor");
+    await world.clock.advance(1);
+    assert.equal(world.server.refreshCalls.length, 3);
+    await world.clock.advance(9_000);
+    assert.equal(world.server.refreshCalls.length, 12, "one a second");
+    await world.clock.advance(10_000);
+    await calls;
+    assert.deepEqual(statuses, Array(20).fill(401), "each answered, with the server's 401");
+    assert.equal(world.server.refreshCalls.length, 21);
+    assert.equal(world.server.apiCalls.length, 40, "each sent, refreshed once and replayed once");
+  });
+
+  it("wake events do not refresh a token younger than minIntervalMs, however short its life", async () => {
+    const world = makeWorld();
+    world.server.refreshQueue.push(...Array(100).fill(() => world.server.issue(0.01)));
+    const tab = world.openTab();
+    await tab.manager.start();
+    for (let i = 0; i < 10; i++) {
+      await world.clock.advance(6); // past half the 10 ms lifetime: due
+      tab.events.dispatchEvent(new Event(i % 2 ? "focus" : "online"));
+      tab.document.dispatchEvent(new Event("visibilitychange"));
+      await settle();
+    }
+    assert.equal(world.server.refreshCalls.length, 1, "not one refresh per wake event");
+    await world.clock.advance(940);
+    assert.equal(world.server.refreshCalls.length, 2, "then refreshed, once the floor has passed");
+  });
+
+  it("minIntervalMs sets the floor; an explicit refresh() is not held to it", async () => {
+    const world = makeWorld();
+    world.server.refreshQueue.push(...Array(100).fill(() => world.server.issue(0.01)));
+    const tab = world.openTab("tab", { minIntervalMs: 5_000 });
+    await tab.manager.start();
+    await world.clock.advance(10_000);
+    assert.equal(world.server.refreshCalls.length, 3, "at 0, 5 and 10 s");
+    assert.equal(await tab.manager.refresh(), true);
+    assert.equal(world.server.refreshCalls.length, 4);
+    assert.ok(new RefreshManager({ minIntervalMs: 60_000 }) && new RefreshManager({ minIntervalMs: 1_000 }));
   });
 });
