@@ -92,10 +92,15 @@ function hideNotice() {
   ui.notice.textContent = "";
 }
 
-function setStatus(isLoggedIn, text = isLoggedIn ? "logged-in" : "logged-out") {
-  loggedIn = isLoggedIn;
+function showStatusText(text) {
+  if (ui.status.textContent === text) return;
   ui.status.textContent = text;
   ui.status.dataset.state = text;
+}
+
+function setStatus(isLoggedIn, text = isLoggedIn ? "logged-in" : "logged-out") {
+  loggedIn = isLoggedIn;
+  showStatusText(text);
   ui.starting.hidden = true;
   ui.signedOut.hidden = isLoggedIn;
   for (const button of [ui.logout, ui.logoutAll, ui.reloadSessions]) button.disabled = !isLoggedIn;
@@ -141,6 +146,10 @@ function showRefreshStats() {
 function tick() {
   const expiresAt = manager.expiresAt;
   const remaining = expiresAt == null ? 0 : Math.max(0, Math.round((expiresAt - Date.now()) / 1000));
+  // The status says logged-in only while the page holds a live token: a refresh that hangs or waits
+  // out an outage past the token's end shows as "expired" until a new token arrives (before the
+  // countdown shows 0, so the two never disagree).
+  if (loggedIn) showStatusText(remaining > 0 && expiresAt > Date.now() ? "logged-in" : "expired");
   ui.expiresIn.textContent = String(remaining);
   const fraction = tokenLifetimeSec ? Math.min(1, remaining / tokenLifetimeSec) : 0;
   ui.meter.style.width = `${(fraction * 100).toFixed(1)}%`;

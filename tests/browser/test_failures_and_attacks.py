@@ -78,10 +78,14 @@ def test_redis_outage_shows_reconnecting_and_recovers(
     page.clock.run_for(3_500)  # the proactive refresh meets a 503
     expect(page.get_by_test_id("connection")).to_have_text(re.compile("reconnecting", re.IGNORECASE))
     expect(page.get_by_test_id("status")).to_have_text("logged-in")
-    for _ in range(3):  # a few retries while Redis stays down: still logged in
+    for _ in range(3):  # a few retries while Redis stays down, past the 6 s token's end
         page.clock.run_for(5_000)
         time.sleep(0.2)
-    expect(page.get_by_test_id("status")).to_have_text("logged-in")
+    # Never a logout: the session lives and the page says so; but the access token has run out, and
+    # the status says that instead of "logged-in" (the page holds no live token).
+    expect(page.get_by_test_id("status")).to_have_text("expired")
+    expect(page.get_by_test_id("signed-out")).to_be_hidden()
+    expect(page.get_by_test_id("notice")).to_contain_text("you are still signed in")
     redis_server.restart()
     for _ in range(20):  # let the backoff timers fire until a retry succeeds
         page.clock.run_for(5_000)
