@@ -9,6 +9,7 @@ settings from elsewhere (environment variables, say) can relabel the names and n
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -106,10 +107,7 @@ class Settings:
             close = difflib.get_close_matches(unknown[0], SETTING_NAMES, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; the settings are {sorted(SETTING_NAMES)}"
             raise ConfigurationError(f"unknown setting {unknown[0]!r}{hint}")
-        if base is None:
-            return cls(**options)
-        current = {name: getattr(base, name) for name in SETTING_NAMES}
-        return cls(**{**current, **options})
+        return cls(**options) if base is None else dataclasses.replace(base, **options)
 
     @property
     def refresh_cookie_path(self) -> str:
