@@ -490,7 +490,8 @@ export class RefreshManager extends EventTarget {
     let clear = () => {};
     /** @type {Promise<never>} */
     const timeout = new Promise((_, reject) => {
-      const expire = () => { controller.abort(); reject(new RefreshError(`timed out after ${ms / 1000}s`)); };
+      // reject first: the abort rejects the fetch too, and the first rejection names the cause
+      const expire = () => { reject(new RefreshError(`timed out after ${ms / 1000}s`)); controller.abort(); };
       clear = this.#later(ms, expire, expire);
     });
     let response;
