@@ -51,7 +51,10 @@ export class RefreshManager extends EventTarget {
     get state(): ManagerState;
     /** The access token (memory only), or null. @returns {string | null} */
     get accessToken(): string | null;
-    /** Local receipt time + expires_in, in ms, or null. @returns {number | null} */
+    /**
+     * When the token runs out (ms), or null: local receipt time + expires_in on the wall clock as it
+     * reads now, so a wall clock set back since moves it back too. @returns {number | null}
+     */
     get expiresAt(): number | null;
     /** Successful refreshes this tab performed or received from other tabs. @returns {number} */
     get refreshCount(): number;

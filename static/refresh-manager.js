@@ -170,6 +170,8 @@ export class RefreshManager extends EventTarget {
   /** @type {ChannelLike | null} */ #channel = null;
   /** Ends the backoff sleep of a failing refresh early. @type {(() => void) | null} */
   #wakeRetry = null;
+  /** Aborts the refresh request out now, if any. @type {(() => void) | null} */
+  #abortPost = null;
   /** @type {Set<() => void>} */ #handoffWaiters = new Set();
   #holdingLock = false;
   /** Events and log lines raised while this tab holds the lock, run once it is released. @type {(() => void)[]} */
@@ -185,8 +187,17 @@ export class RefreshManager extends EventTarget {
   get state() { return this.#state; }
   /** The access token (memory only), or null. @returns {string | null} */
   get accessToken() { return this.#token; }
-  /** Local receipt time + expires_in, in ms, or null. @returns {number | null} */
-  get expiresAt() { return this.#token === null ? null : this.#at[0] + this.#rem; }
+  /**
+   * When the token runs out (ms), or null: local receipt time + expires_in on the wall clock as it
+   * reads now, so a wall clock set back since moves it back too. @returns {number | null}
+   */
+  get expiresAt() {
+    if (this.#token === null) return null;
+    const [wall, mono] = this.#at;
+    // how far the wall clock was set back since the token came; the clocks' sub-second drift is not
+    const setBack = this.#o.monotonic() - mono - (this.#o.now() - wall);
+    return wall + this.#rem - (setBack > 1000 ? setBack : 0);
+  }
   /** Successful refreshes this tab performed or received from other tabs. @returns {number} */
   get refreshCount() { return this.#refreshCount; }
   /** @returns {number | null} */
@@ -493,6 +504,10 @@ export class RefreshManager extends EventTarget {
       // reject first: the abort rejects the fetch too, and the first rejection names the cause
       const expire = () => { reject(new RefreshError(`timed out after ${ms / 1000}s`)); controller.abort(); };
       clear = this.#later(ms, expire, expire);
+      // a logout or login supersedes this refresh: drop the request now, so that the lock (and the
+      // events held back while it is held) is not kept for up to refreshTimeoutMs, and a late answer
+      // for the old session cannot set its cookie over the new one's
+      this.#abortPost = () => { reject(new RefreshError("superseded")); controller.abort(); };
     });
     let response;
     /** @type {any} */
@@ -508,6 +523,7 @@ export class RefreshManager extends EventTarget {
       return { kind: "retry", error, label: text, retryAfterMs: 0 };
     } finally {
       clear();
+      this.#abortPost = null;
     }
     const status = response.status;
     const code = typeof body?.error === "string" ? body.error : null;
@@ -564,6 +580,7 @@ export class RefreshManager extends EventTarget {
     this.#epoch++;
     this.#inflight = null;
     this.#wakeRetry?.();
+    this.#abortPost?.();
   }
 
   /** A token other than `staleToken` that needs no refresh yet. @param {string | null} staleToken */

@@ -374,6 +374,46 @@ describe("a logged-out tab stays logged out: only a new login wakes it (duty 13)
   });
 });
 
+describe("a superseded refresh lets go at once (duties 8, 13)", () => {
+  it("another tab's logout during a hung refresh aborts it: the lock is freed and logged-out emitted now", async () => {
+    const world = makeWorld();
+    const a = world.openTab("a");
+    const b = world.openTab("b");
+    await a.manager.start();
+    await b.manager.start();
+    await settle();
+    const signals = [];
+    world.server.refreshQueue.push(hang(signals));
+    const flight = b.manager.refresh();
+    await settle();
+    assert.ok(world.locks.isHeld(LOCK), "b holds the lock while its refresh hangs");
+    await a.manager.logout();
+    await settle();
+    assert.equal(signals[0].aborted, true, "b's request is dropped");
+    assert.equal(world.locks.isHeld(LOCK), false);
+    assert.equal(await flight, false);
+    assert.deepEqual(b.of("logged-out").map((detail) => detail.reason), ["other-tab"],
+      "announced at once, not refreshTimeoutMs later");
+    assert.equal(b.manager.state, "logged-out");
+    assert.deepEqual(b.of("error"), [], "a dropped request is no failure");
+  });
+
+  it("a login in this tab aborts the refresh out, whose late answer would carry the old session's cookie", async () => {
+    const world = makeWorld();
+    const tab = world.openTab();
+    await tab.manager.start();
+    const signals = [];
+    world.server.refreshQueue.push(hang(signals));
+    void tab.manager.refresh();
+    await settle();
+    tab.manager.setSession({ access_token: "new-login", expires_in: 900 });
+    assert.equal(signals[0].aborted, true);
+    await world.clock.advance(20_000);
+    assert.equal(world.server.refreshCalls.length, 2, "and it is not retried");
+    assert.equal(tab.manager.accessToken, "new-login");
+  });
+});
+
 describe("a new login supersedes any refresh in flight (duty 13)", () => {
   const LOGIN = { access_token: "new-login", expires_in: 900 };
   for (const [name, answer] of [["a token", (world) => world.server.issue()],
@@ -471,6 +511,17 @@ describe("deadlines run on a monotonic clock, checked while the tab is visible (
     assert.deepEqual(tab.of("expiring").map((d) => d.expiresInMs), [90_000]);
     await world.clock.advance(810_000);
     assert.equal(world.server.refreshCalls.length, 3, "and every 810 s after");
+  });
+
+  it("expiresAt follows a wall clock set back: now() plus the life the token truly has left", async () => {
+    const { world, tab } = await loggedIn();
+    await world.clock.advance(400_000);
+    world.clock.setWall(-HOUR);
+    assert.equal(tab.manager.expiresAt - world.clock.now(), 500_000, "500 s left, not an hour and 500 s");
+    world.server.refreshQueue.push(...Array(40).fill(() => answers.plain(503))); // an outage outlasts the token
+    await world.clock.advance(600_000);
+    assert.equal(tab.manager.state, "reconnecting");
+    assert.ok(tab.manager.expiresAt <= world.clock.now(), "the page can tell the token has run out");
   });
 
   it("a wall clock set forward refreshes early, never late", async () => {
