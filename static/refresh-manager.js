@@ -217,6 +217,10 @@ export class RefreshManager extends EventTarget {
       this.#listen();
       this.#openChannel();
     }
+    const gen = this.#gen;
+    this.#syncGen();
+    // a login or logout elsewhere while stop() kept this tab deaf: its token is stale, restore instead
+    if (this.#gen > gen) this.#token = null;
     if (this.#token !== null && !this.#withinMargin()) {
       this.#schedule();
       return true;

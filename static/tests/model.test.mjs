@@ -1,0 +1,44 @@
+// Issue 13: refresh-manager bugs found by a model-based test of its state machine (fast-check), each
+// shrunk to a deterministic test that failed before its fix.
+
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+
+import { answers, makeWorld, settle } from "./fakes.mjs";
+
+// Bugs the model found, shrunk to deterministic tests (each failed before its fix).
+describe("found by the model", () => {
+  it("a tab stopped while another tab logs out does not come back logged in on start()", async () => {
+    // shrunk: open(2), close(2), open(0), logout(0), open(2)
+    const world = makeWorld();
+    const a = world.openTab("a");
+    const b = world.openTab("b");
+    assert.equal(await a.manager.start(), true);
+    a.manager.stop(); // deaf to the channel from now on
+    await b.manager.start();
+    await settle();
+    await b.manager.logout();
+    await settle();
+    world.server.refreshQueue.push(() => answers.error(401, "invalid_grant")); // the logout ended the session
+    assert.equal(await a.manager.start(), false, "restores through the cookie, which the logout cleared");
+    assert.equal(a.manager.accessToken, null);
+    assert.equal(a.manager.state, "logged-out");
+    assert.equal(a.calls().filter((call) => call.url.endsWith("/auth/refresh")).length, 2);
+  });
+
+  it("nor with its old token after a login in another tab: it restores the new session", async () => {
+    const world = makeWorld();
+    const a = world.openTab("a");
+    const b = world.openTab("b");
+    await a.manager.start();
+    const old = a.manager.accessToken;
+    a.manager.stop();
+    await b.manager.start();
+    b.manager.setSession({ access_token: "new-login", expires_in: 900 }); // maybe another user
+    await settle();
+    assert.equal(await a.manager.start(), true);
+    assert.notEqual(a.manager.accessToken, old, "the token from before the login is dropped");
+    assert.equal(a.manager.accessToken, world.server.current, "and the session restored through the cookie");
+    assert.equal(a.manager.state, "logged-in");
+  });
+});
