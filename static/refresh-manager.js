@@ -793,6 +793,7 @@ export class RefreshManager extends EventTarget {
     if (typeof accessToken !== "string" || typeof expiresIn !== "number" || typeof remainingMs !== "number") return;
     if (!(expiresIn > 0 && expiresIn < Infinity && Number.isFinite(remainingMs))) return;
     if (accessToken === this.#token) return;
+    if (!login && this.#state === "logged-out") return; // a logged-out tab wakes only on a login
     // a refresh older than ours is ignored; a login (maybe of another user) always wins
     if (!login && this.#token !== null && remainingMs < this.#left()) return;
     if (login) this.#supersede();

@@ -41,4 +41,21 @@ describe("found by the model", () => {
     assert.equal(a.manager.accessToken, world.server.current, "and the session restored through the cookie");
     assert.equal(a.manager.state, "logged-in");
   });
+
+  it("a logged-out tab does not wake on another tab's refresh, only on a login", async () => {
+    // shrunk: server mode 503 (the logout request fails: the session lives on), open(0), logout(0),
+    // open(1): the new tab restores the session, and the logged-out tab took its token
+    const world = makeWorld();
+    const a = world.openTab("a");
+    await a.manager.start();
+    await a.manager.logout(); // the fake server keeps the session, as when the logout request fails
+    const b = world.openTab("b");
+    assert.equal(await b.manager.start(), true, "a page opened now restores the session through the cookie");
+    await settle();
+    assert.equal(a.manager.accessToken, null, "the tab that logged out stays out");
+    assert.equal(a.manager.state, "logged-out");
+    b.manager.setSession({ access_token: "new-login", expires_in: 900 });
+    await settle();
+    assert.equal(a.manager.accessToken, "new-login", "a login wakes it");
+  });
 });
