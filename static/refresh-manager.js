@@ -783,7 +783,7 @@ export class RefreshManager extends EventTarget {
     if (gen < this.#gen) return; // sent before a login or logout this tab has seen: stale
     this.#gen = gen;
     if (message?.type === "token") this.#receiveToken(message);
-    else if (message?.type === "logout" && (this.#token !== null || this.#inflight)) {
+    else if (message?.type === "logout" && this.#state !== "logged-out") { // "failed" too: it stays out
       this.#endSession("other-tab", "Logged out in another tab");
     }
   };

@@ -58,4 +58,25 @@ describe("found by the model", () => {
     await settle();
     assert.equal(a.manager.accessToken, "new-login", "a login wakes it");
   });
+
+  it("a tab whose refresh failed for good hears a logout in another tab, and stays out", async () => {
+    // shrunk: the server answers 503, open(1), next refresh answers 403, open(0), logout(1) (its
+    // request fails: the session lives on), open(2): the new tab restored the session, and the tab
+    // that had failed took its token
+    const world = makeWorld();
+    const a = world.openTab("a");
+    const b = world.openTab("b");
+    await a.manager.start();
+    world.server.refreshQueue.push(() => answers.error(403, "cross_site_request"));
+    assert.equal(await b.manager.start(), false);
+    assert.equal(b.manager.state, "failed");
+    await a.manager.logout();
+    await settle();
+    assert.equal(b.manager.state, "logged-out", "logged out in every tab");
+    assert.deepEqual(b.of("logged-out"), [{ reason: "other-tab" }]);
+    const c = world.openTab("c");
+    assert.equal(await c.manager.start(), true, "the session the logout request left alive, restored by a new page");
+    await settle();
+    assert.equal(b.manager.accessToken, null, "the logged-out tab stays out");
+  });
 });
