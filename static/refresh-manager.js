@@ -482,8 +482,13 @@ export class RefreshManager extends EventTarget {
       if (this.#hasNewToken(staleToken)) return { kind: "skip" };
       if (epoch !== this.#epoch) return { kind: "stale" };
     }
+    this.#syncGen();
+    const gen = this.#gen;
     const outcome = await this.#post();
-    if (epoch !== this.#epoch) return { kind: "stale" };
+    // a login or logout in another tab meanwhile supersedes this refresh even before its message
+    // comes (storage already says so): the answer is for the session before it, and changes nothing
+    this.#syncGen();
+    if (epoch !== this.#epoch || this.#gen > gen) return { kind: "stale" };
     if (outcome.kind !== "token") return this.#hasNewToken(staleToken) ? { kind: "skip" } : outcome;
     this.#apply(outcome.accessToken, outcome.expiresIn, outcome.expiresIn * 1000, newId());
     this.#refreshCount++;

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
-import { answers, makeWorld, settle } from "./fakes.mjs";
+import { answers, deferred, makeWorld, settle } from "./fakes.mjs";
 
 // Bugs the model found, shrunk to deterministic tests (each failed before its fix).
 describe("found by the model", () => {
@@ -78,5 +78,81 @@ describe("found by the model", () => {
     assert.equal(await c.manager.start(), true, "the session the logout request left alive, restored by a new page");
     await settle();
     assert.equal(b.manager.accessToken, null, "the logged-out tab stays out");
+  });
+
+  it("a refresh answer that comes after a login in another tab, before its message, does not log the login out", async () => {
+    // shrunk: pause the channel, open(0), open(1), logout(1), next refresh answers held, jump 60000,
+    // event(0, focus), login(1), then the held answer (401: the cookie it carried was cleared) came
+    // before the channel's messages
+    const world = makeWorld();
+    const a = world.openTab("a");
+    const b = world.openTab("b");
+    await a.manager.start();
+    await b.manager.start();
+    await settle();
+    const reply = deferred();
+    world.server.refreshQueue.push(() => reply.promise);
+    const flight = a.manager.refresh();
+    await settle();
+    world.bus.paused = true; // b's login is on its way to a
+    b.manager.setSession({ access_token: "new-login", expires_in: 900 });
+    reply.resolve(answers.error(401, "invalid_grant")); // the answer for the session the login replaced
+    assert.equal(await flight, true, "superseded by the login: its callers learn the tab is logged in");
+    world.bus.resume();
+    await settle();
+    for (const tab of [a, b]) {
+      assert.equal(tab.manager.accessToken, "new-login", `${tab.name} keeps the login`);
+      assert.equal(tab.manager.state, "logged-in");
+      assert.deepEqual(tab.of("logged-out"), []);
+    }
+  });
+
+  it("nor does a token for the session the login replaced come back", async () => {
+    const world = makeWorld();
+    const a = world.openTab("a");
+    const b = world.openTab("b");
+    await a.manager.start();
+    await b.manager.start();
+    await settle();
+    const reply = deferred();
+    world.server.refreshQueue.push(() => reply.promise);
+    const flight = a.manager.refresh();
+    await settle();
+    world.bus.paused = true;
+    b.manager.setSession({ access_token: "new-login", expires_in: 900 });
+    reply.resolve(world.server.issue()); // a token of the old session
+    assert.equal(await flight, true);
+    assert.notEqual(a.manager.accessToken, world.server.current, "the old session's token is dropped");
+    world.bus.resume();
+    await settle();
+    assert.equal(a.manager.accessToken, "new-login");
+    assert.equal(b.manager.accessToken, "new-login");
+    assert.deepEqual(b.of("refreshed").map((detail) => detail.source), ["network", "login"]);
+  });
+
+  it("a tab restoring while another tab logs out is logged out by its message, not left refreshing", async () => {
+    // from the model: the restore's answer came after the logout, before its message
+    const world = makeWorld();
+    const a = world.openTab("a");
+    const b = world.openTab("b");
+    await a.manager.start();
+    await settle();
+    const reply = deferred();
+    world.server.refreshQueue.push(() => reply.promise);
+    const restore = b.manager.start();
+    await settle();
+    world.bus.paused = true;
+    await a.manager.logout(); // the fake server keeps the session, as when the logout request fails
+    reply.resolve(world.server.issue());
+    assert.equal(await restore, false, "the answer came from before the logout: dropped");
+    assert.equal(b.manager.accessToken, null);
+    world.bus.resume();
+    await settle();
+    assert.equal(b.manager.state, "logged-out");
+    assert.deepEqual(b.of("logged-out"), [{ reason: "other-tab" }]);
+    const c = world.openTab("c");
+    assert.equal(await c.manager.start(), true, "a page opened now restores the session");
+    await settle();
+    assert.equal(b.manager.accessToken, null, "and the logged-out tab stays out");
   });
 });
