@@ -300,6 +300,8 @@ export class RefreshManager extends EventTarget {
     if (floor > 0 && !this.#inflight && this.#token === token) await wait(this.#pause(floor, () => {}).then(() => true));
     let renewed = this.#token !== token && this.#usable();
     if (!renewed) {
+      // logged out (or a final error) since it was sent: nothing to renew, and no refresh would wake it
+      if (this.#token === null && !this.#inflight) return response;
       if (!this.#inflight) this.#rejectedAt = o.monotonic();
       renewed = await wait(this.refresh());
     }

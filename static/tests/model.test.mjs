@@ -155,4 +155,23 @@ describe("found by the model", () => {
     await settle();
     assert.equal(b.manager.accessToken, null, "and the logged-out tab stays out");
   });
+
+  it("requests rejected before a logout do not refresh the logged-out tab, at once or after the floor", async () => {
+    // shrunk: tokens live 0.01 s, open(0), fetch(0), fetch(0), fetch(0), logout(0), then the floor passed
+    const world = makeWorld({ lifetime: 60 });
+    const tab = world.openTab();
+    await tab.manager.start();
+    world.server.api = () => answers.invalidToken();
+    assert.equal((await tab.manager.fetch("/api/first")).status, 401);
+    assert.equal(world.server.refreshCalls.length, 2, "the restore, and one refresh for the rejected request");
+    const waiting = [tab.manager.fetch("/api/b"), tab.manager.fetch("/api/c")]; // rejected: they wait for the floor
+    await settle();
+    await tab.manager.logout();
+    world.server.refreshQueue.push(...Array(5).fill(() => answers.error(401, "invalid_grant")));
+    await world.clock.advance(1_000);
+    assert.deepEqual((await Promise.all(waiting)).map((response) => response.status), [401, 401]);
+    assert.equal(world.server.refreshCalls.length, 2, "no refresh for a tab that logged out meanwhile");
+    assert.equal(tab.manager.state, "logged-out");
+    assert.deepEqual(tab.of("logged-out").map((detail) => detail.reason), ["logout"]);
+  });
 });
