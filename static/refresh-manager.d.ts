@@ -99,7 +99,8 @@ export class RefreshManager extends EventTarget {
     fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
     /**
      * Logs out: forgets the token, tells the other tabs, emits `logged-out` {reason: "logout"}, then
-     * POSTs logoutUrl (a failed request is logged; the local logout stands).
+     * POSTs logoutUrl (a failed request is logged; the local logout stands). The request gets
+     * refreshTimeoutMs, as a refresh does, so the returned promise always settles.
      * @returns {Promise<void>}
      */
     logout(): Promise<void>;

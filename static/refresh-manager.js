@@ -313,7 +313,8 @@ export class RefreshManager extends EventTarget {
 
   /**
    * Logs out: forgets the token, tells the other tabs, emits `logged-out` {reason: "logout"}, then
-   * POSTs logoutUrl (a failed request is logged; the local logout stands).
+   * POSTs logoutUrl (a failed request is logged; the local logout stands). The request gets
+   * refreshTimeoutMs, as a refresh does, so the returned promise always settles.
    * @returns {Promise<void>}
    */
   async logout() {
@@ -323,13 +324,26 @@ export class RefreshManager extends EventTarget {
     this.#share({ type: "logout" });
     this.#endSession("logout", "Logged out");
     const fetchFn = this.#o.fetch;
+    const controller = new AbortController();
+    const ms = this.#o.refreshTimeoutMs;
     let failure = "network error";
+    let clear = () => {};
+    // the request and its body get refreshTimeoutMs, as a refresh's do, so that logout() always ends
+    /** @type {Promise<never>} */
+    const timeout = new Promise((_, reject) => {
+      const expire = () => { failure = `timed out after ${ms / 1000}s`; reject(); controller.abort(); };
+      clear = this.#later(ms, expire, expire);
+    });
     try {
       const headers = token && this.#mayCarryToken(this.#o.logoutUrl) ? { Authorization: `Bearer ${token}` } : undefined;
-      const response = await fetchFn(this.#o.logoutUrl, { method: "POST", credentials: "same-origin", headers });
+      const response = await Promise.race([timeout, fetchFn(this.#o.logoutUrl, {
+        method: "POST", credentials: "same-origin", headers, signal: controller.signal,
+      })]);
       if (response.ok) return;
-      failure = label(response.status, await errorCode(response));
-    } catch { /* network error */ }
+      failure = label(response.status, await Promise.race([timeout, errorCode(response)]));
+    } catch { /* network error, or timed out */ } finally {
+      clear();
+    }
     this.#log("warn", `Logout request failed (${failure}); the server keeps the session until it expires`);
   }
 

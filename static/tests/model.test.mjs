@@ -174,4 +174,23 @@ describe("found by the model", () => {
     assert.equal(tab.manager.state, "logged-out");
     assert.deepEqual(tab.of("logged-out").map((detail) => detail.reason), ["logout"]);
   });
+
+  it("logout() ends even when its request hangs: the request gets refreshTimeoutMs, as a refresh does", async () => {
+    // shrunk: the server hangs, open(0), logout(0)
+    const world = makeWorld();
+    const signals = [];
+    const hangLogout = (url, init) => (url === "/auth/logout" ? (signals.push(init.signal), new Promise(() => {})) : world.server.issue());
+    const tab = world.openTab("tab", { fetch: async (url, init) => hangLogout(url, init) });
+    await tab.manager.start();
+    let done = false;
+    void tab.manager.logout().then(() => (done = true));
+    await world.clock.advance(9_999);
+    assert.equal(done, false);
+    assert.equal(tab.manager.state, "logged-out", "the local logout does not wait for the request");
+    await world.clock.advance(1);
+    assert.equal(done, true);
+    assert.equal(signals[0].aborted, true, "the request is aborted");
+    assert.ok(tab.messages().includes("Logout request failed (timed out after 10s); the server keeps the session until it expires"));
+    assert.equal(world.clock.pending, 0);
+  });
 });
