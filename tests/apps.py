@@ -52,7 +52,7 @@ def build_app(auth: TokenAuth) -> Starlette:
         return JSONResponse(await auth.health())
 
     async def custom(request: Request) -> PlainTextResponse:
-        return PlainTextResponse("app route under the prefix")
+        return PlainTextResponse(f"app route under the prefix ({request.method})")
 
     async def ws(websocket: WebSocket) -> None:
         await websocket.accept()
@@ -73,7 +73,7 @@ def build_app(auth: TokenAuth) -> Starlette:
             Route("/guarded", guarded),
             Route("/public", public),
             Route("/health", health),
-            Route("/auth/custom", custom),
+            Route("/auth/custom", custom, methods=["GET", "POST"]),
             WebSocketRoute("/ws", ws),
             WebSocketRoute("/ws/echo", ws_echo),
         ],

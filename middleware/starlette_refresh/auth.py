@@ -143,7 +143,7 @@ class TokenAuth:
             return unavailable_answer(self.settings)
         except AuthError as exc:
             return error_answer(exc)
-        return token_answer(self.settings, issued, transport)
+        return token_answer(self.settings, issued, transport, request.scope.get("root_path", ""))
 
     def verify_access_token(self, token: str) -> dict[str, Any]:
         """The claims of a valid access token; raises :class:`~starlette_refresh.errors.InvalidToken`."""

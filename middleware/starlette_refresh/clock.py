@@ -45,4 +45,3 @@ async def sleep_until(clock: Clock, moment: float) -> None:
     # Polling is the point: nothing signals the wall clock reaching a moment.
     while (left := moment - clock()) > 0:  # noqa: ASYNC110
         await asyncio.sleep(min(left, MAX_SLEEP_SECONDS))
-

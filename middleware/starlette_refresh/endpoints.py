@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .access_tokens import AccessTokenCodec
-from .errors import AuthError, InvalidGrant, InvalidRequest, InvalidToken, StoreUnavailable
+from .errors import AuthError, InvalidRequest, InvalidToken, StoreUnavailable
 from .observe import log_fields
 from .sessions import IssuedSession, SessionService
 from .settings import Settings
@@ -29,6 +29,7 @@ from .web import (
     json_answer,
     query_carries_token,
     read_json_object,
+    route_path,
     set_refresh_cookie,
     unauthorized_answer,
     unavailable_answer,
@@ -44,10 +45,9 @@ class _MissingToken(InvalidToken):
     """No access token at all: answered with the bare challenge."""
 
 
-def token_answer(
-    settings: Settings, issued: IssuedSession, transport: Transport, status: int = 200
-) -> Response:
-    """The login/refresh success body, with the refresh token sent back through ``transport``."""
+def token_answer(settings: Settings, issued: IssuedSession, transport: Transport, root_path: str) -> Response:
+    """The login/refresh success body, with the refresh token sent back through ``transport``
+    (a cookie's path carries the request's ``root_path``)."""
     body: dict[str, Any] = {
         "access_token": issued.access_token,
         "token_type": "Bearer",
@@ -55,9 +55,9 @@ def token_answer(
     }
     if transport == "body":
         body["refresh_token"] = issued.refresh_token
-    response = json_answer(status, body)
+    response = json_answer(200, body)
     if transport == "cookie":
-        set_refresh_cookie(response, settings, issued.refresh_token, issued.refresh_expires_in)
+        set_refresh_cookie(response, settings, issued.refresh_token, issued.refresh_expires_in, root_path)
     return response
 
 
@@ -88,8 +88,9 @@ class AuthEndpoints:
         return bool(rest) and "/" not in rest
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answers a request for which :meth:`handles` said True (given its route path)."""
         request = Request(scope, receive)
-        path = scope["path"]
+        path = route_path(scope)
         if path in self._routes:
             method, handler = self._routes[path]
         else:
@@ -99,11 +100,15 @@ class AuthEndpoints:
                 405, {"error": "invalid_request", "error_description": f"use {method}"}, {"Allow": method}
             )
         else:
-            response = await self._answer(request, handler)
+            response = await self._answer(request, handler, path)
         await response(scope, receive, send)
 
-    async def _answer(self, request: Request, handler: Handler) -> Response:
+    async def _answer(self, request: Request, handler: Handler, path: str) -> Response:
         try:
+            # Before anything else: a cross-site page can neither use the refresh cookie nor, by a
+            # form whose answer clears it, delete it (SameSite keeps the cookie off such a request,
+            # not the Set-Cookie off its answer).
+            check_same_origin(request.scope, request.headers, self.settings)
             if query_carries_token(request.scope):
                 raise InvalidRequest("tokens in the query string are refused; send them in a header or body")
             return await handler(request)
@@ -111,9 +116,9 @@ class AuthEndpoints:
             logger.warning(
                 "%s %s answered 503: %s",
                 request.method,
-                request.url.path,
+                path,
                 exc,
-                extra=log_fields("unavailable", outcome="unavailable", path=request.url.path),
+                extra=log_fields("unavailable", outcome="unavailable", path=path),
             )
             return unavailable_answer(self.settings)
         except _MissingToken:
@@ -127,14 +132,10 @@ class AuthEndpoints:
         """``POST {prefix}/refresh``: rotate the refresh token and mint a new access token."""
         token, transport = await self._refresh_token_of(request, required=True)
         assert token is not None
-        try:
-            issued = await self.service.refresh(token)
-        except InvalidGrant as exc:
-            response = error_answer(exc)
-            if transport == "cookie":
-                clear_refresh_cookie(response, self.settings)
-            return response
-        return token_answer(self.settings, issued, transport)
+        # An invalid_grant answer (raised from here) carries no Set-Cookie: it may arrive after a
+        # newer login in another tab has set a new cookie, which clearing would log out.
+        issued = await self.service.refresh(token)
+        return token_answer(self.settings, issued, transport, _root_path(request))
 
     async def logout(self, request: Request) -> Response:
         """``POST {prefix}/logout``: end this session (by refresh token, else access token); 204."""
@@ -146,7 +147,7 @@ class AuthEndpoints:
                 hint = (claims["sub"], claims["sid"])
         await self.service.logout(token, hint)
         response = json_answer(204, None)
-        clear_refresh_cookie(response, self.settings)
+        clear_refresh_cookie(response, self.settings, _root_path(request))
         return response
 
     async def logout_all(self, request: Request) -> Response:
@@ -154,7 +155,7 @@ class AuthEndpoints:
         claims = self._required_claims(request)
         await self.service.logout_all(claims["sub"])
         response = json_answer(204, None)
-        clear_refresh_cookie(response, self.settings)
+        clear_refresh_cookie(response, self.settings, _root_path(request))
         return response
 
     async def list_sessions(self, request: Request) -> Response:
@@ -166,16 +167,16 @@ class AuthEndpoints:
     async def revoke_session(self, request: Request) -> Response:
         """``DELETE {prefix}/sessions/{id}`` (access token): 204, or 404 if not the subject's."""
         claims = self._required_claims(request)
-        session_id = request.url.path[len(self._session_path) :]
+        session_id = route_path(request.scope)[len(self._session_path) :]
         if not await self.service.revoke(claims["sub"], session_id):
             return json_answer(404, {"error": "not_found", "error_description": "no such session"})
         response = json_answer(204, None)
         if session_id == claims["sid"]:
-            clear_refresh_cookie(response, self.settings)
+            clear_refresh_cookie(response, self.settings, _root_path(request))
         return response
 
     async def _refresh_token_of(self, request: Request, *, required: bool) -> tuple[str | None, Transport]:
-        """The presented refresh token and how it came; checks the origin of cookie-borne ones."""
+        """The presented refresh token and how it came."""
         body = await read_json_object(request, self.settings.max_body_bytes)
         body_token = body.get("refresh_token")
         if body_token is not None and (not isinstance(body_token, str) or not body_token):
@@ -188,7 +189,6 @@ class AuthEndpoints:
                 raise InvalidRequest("the refresh cookie and the body carry different refresh tokens")
             return body_token, "body"
         if cookie_token is not None:
-            check_same_origin(request.scope, request.headers, self.settings)
             return cookie_token, "cookie"
         if required:
             raise InvalidRequest(
@@ -208,3 +208,8 @@ class AuthEndpoints:
             return self.access.verify(token) if token else None
         except AuthError:
             return None
+
+
+def _root_path(request: Request) -> str:
+    root_path: str = request.scope.get("root_path", "")
+    return root_path

@@ -14,23 +14,36 @@ from functools import partial
 from typing import Any
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .access_tokens import AccessTokenCodec
 from .clock import Clock
 from .endpoints import AuthEndpoints
-from .errors import AuthError, InvalidRequest, InvalidToken
+from .errors import AuthError, CrossSiteRequest, InvalidRequest, InvalidToken
 from .observe import Observer
 from .revocations import RevocationList
 from .settings import Settings
 from .sockets import TokenWindow, authorization_from_subprotocols, serve_anonymous_socket, serve_token_socket
 from .token_cache import VerifiedTokens
 from .user import TokenUser, scopes_of
-from .web import authorization_values, bearer_token, error_answer, query_carries_token, unauthorized_answer
+from .web import (
+    authorization_values,
+    bearer_token,
+    check_same_origin,
+    error_answer,
+    query_carries_token,
+    route_path,
+    unauthorized_answer,
+)
 
 logger = logging.getLogger("starlette_refresh.middleware")
 
 Hook = Callable[[], Awaitable[None]]
+
+# A cross-site page may still link to a page under the prefix (an identity provider redirecting back
+# to /auth/callback); it may not post to one, which could set or clear the refresh cookie.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class TokenAuthMiddleware:
@@ -63,6 +76,7 @@ class TokenAuthMiddleware:
             settings.access_cache_size, clock
         )
         self._is_revoked = revocations.is_revoked
+        self._below_prefix = settings.prefix + "/"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -72,10 +86,14 @@ class TokenAuthMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
-        if kind == "http" and self.endpoints.handles(path):
-            await self.endpoints(scope, receive, send)
-            return
+        path = route_path(scope)
+        if kind == "http" and path.startswith(self._below_prefix):
+            if self.endpoints.handles(path):
+                await self.endpoints(scope, receive, send)
+                return
+            if scope["method"] not in _SAFE_METHODS and (cross_site := _cross_site(scope, self.settings)):
+                await error_answer(cross_site)(scope, receive, send)  # the app's own login, say
+                return
         refusal: AuthError | None = None
         try:
             principal = self._principal(scope, kind)
@@ -195,6 +213,14 @@ class TokenAuthMiddleware:
             await send(message)
 
         await self.app(scope, receive_with_startup, send_with_shutdown)
+
+
+def _cross_site(scope: Scope, settings: Settings) -> CrossSiteRequest | None:
+    try:
+        check_same_origin(scope, Headers(scope=scope), settings)
+    except CrossSiteRequest as refusal:
+        return refusal
+    return None
 
 
 def _admit(scope: Scope, principal: _Principal | None) -> None:

@@ -28,7 +28,6 @@ logger = logging.getLogger("starlette_refresh.sessions")
 MAX_USER_AGENT_CHARS = 256
 
 
-
 @dataclass(frozen=True, slots=True)
 class _Answer:
     """How the service answers one store verdict on a refresh: the outcome it reports, the log line

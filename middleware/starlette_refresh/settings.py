@@ -109,10 +109,10 @@ class Settings:
             raise ConfigurationError(f"unknown setting {unknown[0]!r}{hint}")
         return cls(**options) if base is None else dataclasses.replace(base, **options)
 
-    @property
-    def refresh_cookie_path(self) -> str:
-        """Where the refresh cookie is sent: ``cookie_path``, else the endpoint prefix."""
-        return self.cookie_path or self.prefix
+    def refresh_cookie_path(self, root_path: str = "") -> str:
+        """Where the refresh cookie is sent: ``cookie_path`` (the whole path, as browsers see it),
+        else the endpoint prefix behind the request's ``root_path`` (a proxy's or a ``Mount``'s)."""
+        return self.cookie_path or root_path + self.prefix
 
     def is_excluded(self, path: str) -> bool:
         """True when ``path`` needs no access token.

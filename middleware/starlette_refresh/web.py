@@ -59,13 +59,26 @@ def unauthorized_answer(settings: Settings, error: InvalidToken | None = None) -
     return error_answer(error, headers)
 
 
-def set_refresh_cookie(response: Response, settings: Settings, token: str, max_age: int) -> None:
-    """Attaches the refresh cookie: HttpOnly, scoped to the auth endpoints."""
+def route_path(scope: Scope) -> str:
+    """The path the app routes on: ``scope["path"]`` less the ``root_path`` a proxy or a ``Mount``
+    put in front (ASGI paths include it), as Starlette's router does."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
+        return path[len(root) :] or "/"
+    return path
+
+
+def set_refresh_cookie(
+    response: Response, settings: Settings, token: str, max_age: int, root_path: str
+) -> None:
+    """Attaches the refresh cookie: HttpOnly, scoped to the auth endpoints as the browser sees them
+    (``root_path`` in front of the prefix, unless ``cookie_path`` gives the whole path)."""
     response.set_cookie(
         settings.cookie_name,
         token,
         max_age=max_age,
-        path=settings.refresh_cookie_path,
+        path=settings.refresh_cookie_path(root_path),
         domain=settings.cookie_domain,
         secure=settings.cookie_secure,
         httponly=True,
@@ -73,9 +86,9 @@ def set_refresh_cookie(response: Response, settings: Settings, token: str, max_a
     )
 
 
-def clear_refresh_cookie(response: Response, settings: Settings) -> None:
+def clear_refresh_cookie(response: Response, settings: Settings, root_path: str) -> None:
     """Tells the browser to drop the refresh cookie (same attributes, Max-Age=0)."""
-    set_refresh_cookie(response, settings, "", 0)
+    set_refresh_cookie(response, settings, "", 0, root_path)
 
 
 def authorization_values(scope: Scope) -> list[bytes]:
@@ -142,7 +155,7 @@ def own_origin(scope: Scope, headers: Headers) -> str:
 
 
 def check_same_origin(scope: Scope, headers: Headers, settings: Settings) -> None:
-    """Refuses a browser request sent by a page of another origin.
+    """Refuses a browser request sent by a page of another origin (one not in ``trusted_origins``).
 
     ``Origin`` decides when present (browsers always send it on cross-origin POSTs); without it,
     ``Sec-Fetch-Site: cross-site`` does. A request with neither comes from a non-browser client,

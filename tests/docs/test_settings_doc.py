@@ -32,7 +32,7 @@ WORDED_DEFAULTS = {
     ("redis_url", "one required"): None,
     ("redis", "one required"): None,
     ("store", "one required"): None,
-    ("cookie_path", "prefix"): None,  # the cookie's path defaults to the endpoint prefix
+    ("cookie_path", "root_path + prefix"): None,  # the cookie's path: the root_path, then the prefix
 }
 
 

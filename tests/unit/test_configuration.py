@@ -314,7 +314,8 @@ def test_boundary_values_are_accepted(make_auth: Factory) -> None:
     assert settings.refresh_grace == 0
     assert settings.leeway == 300
     assert settings.prefix == "/a"
-    assert settings.refresh_cookie_path == "/a"
+    assert settings.refresh_cookie_path() == "/a"
+    assert settings.refresh_cookie_path("/api") == "/api/a"
     assert settings.exclude == ("/$", "/static/")
     assert (settings.cookie_name, settings.cookie_secure, settings.cookie_samesite) == (
         "refresh_token",
@@ -333,7 +334,7 @@ def test_defaults_match_the_design(fake_redis: Any) -> None:
     assert settings.absolute_ttl == 30 * 86_400
     assert settings.refresh_grace == 10
     assert settings.prefix == "/auth"
-    assert settings.refresh_cookie_path == "/auth"
+    assert settings.refresh_cookie_path() == "/auth"
     assert (settings.cookie_name, settings.cookie_secure, settings.cookie_samesite) == (
         "refresh_token",
         True,
