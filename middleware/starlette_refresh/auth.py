@@ -29,6 +29,10 @@ from .web import check_same_origin, error_answer, unavailable_answer
 
 logger = logging.getLogger("starlette_refresh")
 
+#: Startup waits this many ``store_timeout`` for the revoked sessions before it gives up, so a slow
+#: Redis delays the start a little and a dead one fails it, instead of serving revoked tokens.
+STARTUP_REVOCATIONS_TIMEOUTS = 5
+
 _NO_STORE_MESSAGE = (
     "TokenAuth needs a shared session store: pass redis_url='redis://127.0.0.1:6379/0', "
     "redis=<a redis.asyncio client> or store=<a SessionStore>. There is deliberately no in-memory "
@@ -150,9 +154,9 @@ class TokenAuth:
         return dict(self.access.verify(token))
 
     async def startup(self) -> None:
-        """Connects to the store and checks it; raises :class:`StoreUnavailable` when it cannot.
-
-        Called by the middleware on the ASGI ``lifespan`` startup.
+        """Connects to the store, checks it and loads the revoked sessions; raises
+        :class:`StoreUnavailable` when it cannot. Called by the middleware on the ASGI ``lifespan``
+        startup, so the server accepts no request before the process knows every revocation.
         """
         try:
             await self.store.start()
@@ -165,6 +169,18 @@ class TokenAuth:
         logger.info("session store ready (%s)", self._store_label)
         await check_store_server(self.store, self.settings.replica_acks, self._store_label)
         await self.revocation_feed.start()
+        # No request before the revocations are in: a process started after a logout must refuse
+        # that session's access tokens from its first request on.
+        try:
+            await self.revocation_feed.ready(
+                within=STARTUP_REVOCATIONS_TIMEOUTS * self.settings.store_timeout
+            )
+        except StoreUnavailable as exc:
+            await self.revocation_feed.stop()
+            raise StoreUnavailable(
+                f"starlette-refresh {exc} ({self._store_label}); the app will not serve tokens that "
+                "may have been revoked. Check that Redis answers, or raise store_timeout."
+            ) from exc
 
     async def shutdown(self) -> None:
         """Stops the revocation feed and closes the store's connections (ASGI ``lifespan`` shutdown)."""

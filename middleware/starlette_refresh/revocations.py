@@ -78,12 +78,21 @@ class RevocationList:
                 for on_revoked in self._watchers.pop(session_id):
                     on_revoked()
 
-    def merge(self, durable: Mapping[str, int]) -> dict[str, float]:
-        """Adopts the durable record (entry -> until ms); returns what we know that it lacks."""
+    def known(self) -> frozenset[str]:
+        """The entries in force now."""
+        now = self._clock()
+        return frozenset(self._entries[sid] for sid, until in self._until.items() if until > now)
+
+    def merge(self, durable: Mapping[str, int], known_before: frozenset[str]) -> dict[str, float]:
+        """Adopts the durable record (entry -> until ms); returns what it lacks of the entries in
+        force when it was read (``known_before``). An entry added since, by a logout that landed
+        while the record was being read, is not missing from it."""
         missing = {
             self._entries[sid]: until
             for sid, until in self._until.items()
-            if until > self._clock() and self._entries[sid] not in durable
+            if until > self._clock()
+            and self._entries[sid] in known_before
+            and self._entries[sid] not in durable
         }
         for entry, until_ms in durable.items():
             self.add([entry], until_ms / 1000)
@@ -118,6 +127,7 @@ class RevocationFeed:
         self._since: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._loaded: asyncio.Event | None = None  # set once the durable record has been read
 
     def status(self) -> dict[str, Any]:
         """``{"live": bool, "since": seconds or None, "entries": n}`` for health checks."""
@@ -127,7 +137,20 @@ class RevocationFeed:
         """Starts following revocations in the background."""
         if self._task is None:
             self._stopping = False
+            self._loaded = asyncio.Event()  # of this event loop: a test may start the feed in several
             self._task = asyncio.create_task(self._run(), name="starlette-refresh revocation feed")
+
+    async def ready(self, within: float) -> None:
+        """Returns once the durable record is loaded: until then a token revoked before this process
+        started would pass. Raises :class:`StoreUnavailable` after ``within`` seconds without it."""
+        if self._loaded is None:
+            raise RuntimeError("RevocationFeed.ready() before start()")
+        try:
+            await asyncio.wait_for(self._loaded.wait(), within)
+        except TimeoutError:
+            raise StoreUnavailable(
+                f"could not load the revoked sessions from the store within {within:g}s"
+            ) from None
 
     async def stop(self) -> None:
         """Stops the background task."""
@@ -174,6 +197,8 @@ class RevocationFeed:
     async def _follow(self) -> None:
         async with self.store.subscription() as pubsub:
             await self._catch_up()
+            if self._loaded is not None:
+                self._loaded.set()
             self._set_live(True)
             while not self._stopping:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=self.ping_interval)
@@ -188,7 +213,8 @@ class RevocationFeed:
     async def _catch_up(self) -> None:
         """Loads the durable record; writes back what Redis lost (a restore from an old snapshot)."""
         now_ms = int(self.clock() * 1000)
-        missing = self.revocations.merge(await self.store.load_revocations(now_ms))
+        known_before = self.revocations.known()
+        missing = self.revocations.merge(await self.store.load_revocations(now_ms), known_before)
         if not missing:
             return
         logger.warning(

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from starlette_refresh import TokenAuth
+from starlette_refresh import StoreUnavailable, TokenAuth
 from starlette_refresh.revocations import RevocationFeed, RevocationList, entry_for
 from starlette_refresh.testing import ManualClock
 from tests.apps import build_app
@@ -44,9 +44,21 @@ def test_merge_adopts_the_durable_record_and_reports_what_it_lacks(clock: Manual
     revoked.add([known], clock() + 60)
     revoked.add([expired], clock() - 1)
     durable = {entry_for(TAG, "B" * 22): int((clock() + 30) * 1000)}
-    assert revoked.merge(durable) == {known: clock() + 60}  # the expired one is not worth repairing
+    before = revoked.known()
+    assert before == {known}  # the expired one is not worth repairing
+    assert revoked.merge(durable, before) == {known: clock() + 60}
     assert revoked.is_revoked("B" * 22)
-    assert revoked.merge({**durable, known: int((clock() + 60) * 1000)}) == {}
+    assert revoked.merge({**durable, known: int((clock() + 60) * 1000)}, revoked.known()) == {}
+
+
+def test_an_entry_added_while_the_record_was_read_is_not_missing_from_it(clock: ManualClock) -> None:
+    """Issue 14, finding 5: a logout that lands between the load and the merge used to be reported
+    as lost by the store ("restored from an older snapshot?") and written back."""
+    revoked = RevocationList(clock)
+    before = revoked.known()  # the feed reads the durable record...
+    revoked.add([entry_for(TAG, SID)], clock() + 60)  # ...while a logout in this process lands
+    assert revoked.merge({}, before) == {}
+    assert revoked.is_revoked(SID)
 
 
 def test_a_later_revocation_extends_an_earlier_one(clock: ManualClock) -> None:
@@ -90,7 +102,8 @@ def test_the_durable_record_wakes_watchers_of_live_revocations_only(clock: Manua
         {
             entry_for(TAG, SID): int((clock() - 1) * 1000),  # already over: nothing to stop
             entry_for(TAG, "B" * 22): int((clock() + 60) * 1000),
-        }
+        },
+        revoked.known(),
     )
     assert heard == ["live one"]
 
@@ -217,3 +230,72 @@ def test_the_feed_reconnects_after_any_failure_and_names_a_bug_loudly(
         assert [r.getMessage() for r in errors] == ["revocation feed failed unexpectedly; reconnecting"]
         assert errors[0].exc_info is not None
         assert errors[0].exc_info[1] is error
+
+
+class _StoreWithALogoutDuringTheLoad:
+    """A store that answers the load without an entry that a logout in this process adds meanwhile."""
+
+    def __init__(self, revocations: RevocationList, clock: ManualClock) -> None:
+        self.revocations = revocations
+        self.clock = clock
+        self.written_back: list[str] = []
+
+    def subscription(self) -> Any:
+        return _QuietSubscription()
+
+    async def load_revocations(self, now_ms: int) -> dict[str, int]:
+        self.revocations.add([entry_for(TAG, SID)], self.clock() + 60)  # the logout lands now
+        return {}  # read before the logout wrote its entry
+
+    async def revoke(self, user_tag: str, session_id: str, *_: object) -> None:
+        self.written_back.append(entry_for(user_tag, session_id))
+
+    async def publish_revocations(self, entries: list[str], *_: object) -> None:
+        self.written_back.extend(entries)
+
+
+def test_a_logout_during_the_feeds_load_is_no_lost_revocation(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 14, finding 5, through the feed: no "store lacks N revocations" warning, nothing
+    written back or published again."""
+    revocations = RevocationList(clock)
+    store = _StoreWithALogoutDuringTheLoad(revocations, clock)
+    feed = RevocationFeed(store=store, revocations=revocations, clock=clock)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        await feed.start()
+        try:
+            await feed.ready(within=5)
+        finally:
+            await feed.stop()
+
+    with caplog.at_level(logging.INFO, logger="starlette_refresh.revocations"):
+        asyncio.run(run())
+
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert store.written_back == []
+    assert revocations.is_revoked(SID)
+
+
+def test_ready_gives_up_after_its_time_and_says_so(clock: ManualClock) -> None:
+    class NeverLoads(_StoreWithALogoutDuringTheLoad):
+        async def load_revocations(self, now_ms: int) -> dict[str, int]:
+            await asyncio.sleep(60)
+            return {}
+
+    feed = RevocationFeed(
+        store=NeverLoads(RevocationList(clock), clock), revocations=RevocationList(clock), clock=clock
+    )  # type: ignore[arg-type]
+
+    async def run() -> None:
+        await feed.start()
+        try:
+            await feed.ready(within=0.2)
+        finally:
+            await feed.stop()
+
+    with pytest.raises(
+        StoreUnavailable, match=r"could not load the revoked sessions from the store within 0.2s"
+    ):
+        asyncio.run(run())
