@@ -52,3 +52,18 @@ for (const { name, options } of MODULES) {
     }
   });
 }
+
+// The README states each module's size, minified (terser -c -m --module) and gzipped (level 9); the
+// numbers are measured here, so they cannot go stale. After a change, put the measured ones in.
+test("the README states each module's minified and gzipped size as it is", async () => {
+  const { minify } = await import("terser");
+  const { gzipSync } = await import("node:zlib");
+  const readme = await readFile(new URL("README.md", here), "utf8");
+  for (const { name } of MODULES) {
+    const source = await readFile(new URL(`${name}.js`, here), "utf8");
+    const { code } = await minify(source, { compress: true, mangle: true, module: true });
+    const bytes = gzipSync(code, { level: 9 }).length.toLocaleString("en-US");
+    assert.ok(new RegExp(`\`${name}\\.js\`(?: is)? ${bytes} bytes`).test(readme.replace(/\s+/g, " ")),
+      `static/README.md must state ${name}.js as ${bytes} bytes minified and gzipped`);
+  }
+});
