@@ -21,7 +21,7 @@ from .observe import NullObserver, Observer, log_fields
 from .redis_urls import redact_url
 from .refresh_tokens import RefreshTokenCodec
 from .revocations import RevocationFeed, RevocationList
-from .sessions import SessionService
+from .sessions import SessionInfo, SessionService
 from .settings import SettingOptions, Settings
 from .store import RedisStore, SessionStore
 from .store_checks import check_store_server
@@ -148,6 +148,37 @@ class TokenAuth:
         except AuthError as exc:
             return error_answer(exc)
         return token_answer(self.settings, issued, transport, request.scope.get("root_path", ""))
+
+    async def list_sessions(self, subject: str, *, current: str | None = None) -> list[SessionInfo]:
+        """The live sessions of ``subject``, oldest first: what ``GET {prefix}/sessions`` shows them.
+
+        For server code (an admin page, a security check) with no request from that user. ``current``
+        is a session id to mark ``current=True`` (e.g. ``request.user.session_id``); without it no
+        session is marked. Raises :class:`StoreUnavailable` during a store outage.
+        """
+        return await self.sessions.list_sessions(subject, current or "")
+
+    async def end_session(self, subject: str, session_id: str) -> bool:
+        """Ends one session of ``subject``, as ``DELETE {prefix}/sessions/{id}`` does, without a
+        request from that user.
+
+        Its refresh token is refused from now on, and its access tokens on every process within a
+        second, as after a logout. Returns False, ending nothing, when ``session_id`` is not a live
+        session of ``subject``. Raises :class:`StoreUnavailable` during a store outage; retry it.
+        """
+        return await self.sessions.revoke(subject, session_id)
+
+    async def end_sessions(self, subject: str, *, keep: str | None = None) -> int:
+        """Ends every session of ``subject`` (an account ban, a suspected compromise), or every one
+        but the session ``keep`` (after a password change, ``keep=request.user.session_id`` keeps the
+        caller logged in); returns how many ended.
+
+        They end as after ``POST {prefix}/logout-all``: refresh tokens refused from now on, access
+        tokens on every process within a second. Without ``keep`` this is one atomic step in the
+        store; with ``keep`` the sessions are ended one by one, and one created meanwhile (a login
+        racing the call) survives. Raises :class:`StoreUnavailable` during a store outage; retry it.
+        """
+        return await self.sessions.logout_all(subject, keep=keep)
 
     def verify_access_token(self, token: str) -> dict[str, Any]:
         """The claims of a valid access token; raises :class:`~starlette_refresh.errors.InvalidToken`."""

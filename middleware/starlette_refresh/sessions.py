@@ -276,11 +276,19 @@ class SessionService:
             ),
         )
 
-    async def logout_all(self, subject: str) -> int:
-        """Ends every session of ``subject``; returns how many were alive."""
+    async def logout_all(self, subject: str, *, keep: str | None = None) -> int:
+        """Ends every session of ``subject``, or every one but the session ``keep``; returns how many
+        were alive.
+
+        Without ``keep`` the store ends them all in one atomic step, so none that existed survives.
+        With ``keep`` they are ended one by one, and a session created meanwhile is not ended.
+        """
         tag = self.refresh_codec.user_tag(subject)
-        ended = await self.store.revoke_all(tag, self._now_ms())
-        await self._end_sessions("logout_all", tag, ended)
+        if keep is None:
+            ended = await self.store.revoke_all(tag, self._now_ms())
+            await self._end_sessions("logout_all", tag, ended)
+        else:
+            ended = await self._end_all_but(tag, subject, keep)
         logger.info(
             "logout-all: ended %d session(s) of user %s",
             len(ended),
@@ -288,6 +296,29 @@ class SessionService:
             extra=log_fields("logout_all", outcome="ended", user=tag, sessions=ended),
         )
         return len(ended)
+
+    async def _end_all_but(self, tag: str, subject: str, keep: str) -> list[str]:
+        """Ends every listed session of the user but ``keep``; returns the ids of those that ended.
+
+        No store script ends all but one session, so this lists them and ends each through the
+        per-session revoke (one round trip each, at most ``max_sessions_per_user``). A session created
+        after the listing, say a login racing a password change, is not ended: it is as if it had
+        started just after. An app that must end every session uses ``keep=None``, the atomic path.
+        """
+        now_ms = self._now_ms()
+        listed = await self.store.list_sessions(tag, subject, now_ms)
+        ended: list[str] = []
+        try:
+            for session in listed:
+                if session.session_id != keep and await self.store.revoke(
+                    tag, session.session_id, subject, now_ms
+                ):
+                    ended.append(session.session_id)
+        finally:
+            # Even when a later revoke fails: the sessions already ended must lose their access
+            # tokens now, since a retry no longer lists them and so would never announce them.
+            await self._end_sessions("logout_all", tag, ended)
+        return ended
 
     async def revoke(self, subject: str, session_id: str) -> bool:
         """Ends one of ``subject``'s sessions; False when it is not theirs or not alive."""
