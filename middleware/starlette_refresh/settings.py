@@ -279,6 +279,15 @@ def _check_cookie(s: Settings) -> None:
         raise ConfigurationError("browsers drop SameSite=None cookies that are not Secure")
     if not s.cookie_name or any(c in s.cookie_name for c in " ;,=\t\r\n"):
         raise ConfigurationError(f"cookie name {s.cookie_name!r} is not a valid cookie name")
+    # Browsers drop a prefixed cookie that breaks its prefix's rules: refuse it here, loudly, instead
+    # of a login that silently sets no cookie.
+    if s.cookie_name.startswith(("__Host-", "__Secure-")) and not s.cookie_secure:
+        raise ConfigurationError(f"browsers drop a {s.cookie_name!r} cookie unless cookie_secure=True")
+    if s.cookie_name.startswith("__Host-") and (s.cookie_path != "/" or s.cookie_domain is not None):
+        raise ConfigurationError(
+            f"browsers drop a {s.cookie_name!r} cookie unless it has cookie_path='/' and no cookie_domain "
+            "(the __Host- prefix, which a sibling subdomain cannot plant, needs the whole host)"
+        )
 
 
 _CHECKS: tuple[Callable[[Settings], None], ...] = (

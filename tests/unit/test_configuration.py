@@ -365,6 +365,37 @@ def test_settings_refuse_bad_cookie_settings_directly() -> None:
     )
 
 
+def test_cookie_name_prefixes_are_held_to_the_browsers_rules() -> None:
+    """A __Host- cookie cannot be planted by a sibling subdomain (cookie tossing), but browsers drop
+    it unless it is Secure, for the whole host (Path=/) and without a Domain: refused at startup,
+    not discovered as a login that sets no cookie."""
+    refused(lambda: Settings(cookie_name="__Secure-rt", cookie_secure=False), "unless cookie_secure=True")
+    refused(lambda: Settings(cookie_name="__Host-rt"), "unless it has cookie_path='/' and no cookie_domain")
+    refused(
+        lambda: Settings(cookie_name="__Host-rt", cookie_path="/", cookie_domain="example.com"),
+        "unless it has cookie_path='/' and no cookie_domain",
+    )
+    assert Settings(cookie_name="__Host-rt", cookie_path="/").refresh_cookie_path("/api") == "/"
+    assert Settings(cookie_name="__Secure-rt").refresh_cookie_path() == "/auth"
+
+
+def test_a_host_prefixed_cookie_works_end_to_end(make_auth: Any) -> None:
+    from starlette.testclient import TestClient
+
+    from tests.apps import build_app
+
+    auth = make_auth(cookie_name="__Host-refresh", cookie_path="/")
+    with TestClient(build_app(auth), base_url="https://testserver") as client:
+        login = client.post("/login", json={})
+        assert login.status_code == 200
+        [set_cookie] = login.headers.get_list("set-cookie")
+        assert set_cookie.startswith("__Host-refresh=")
+        assert "Path=/;" in set_cookie
+        assert "Domain" not in set_cookie
+        assert "Secure" in set_cookie
+        assert client.post("/auth/refresh").status_code == 200  # the jar sends it back
+
+
 def test_settings_are_immutable() -> None:
     settings = Settings()
 
