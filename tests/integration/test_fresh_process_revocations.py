@@ -106,9 +106,10 @@ def test_a_process_started_after_a_logout_refuses_the_token_from_its_first_reque
 def test_a_process_whose_store_cannot_give_the_revoked_sessions_in_time_does_not_start(
     redis_server: RedisServer, app_server_factory: AppServerFactory
 ) -> None:
-    """Startup runs its checks on the store's first connection; the revocation feed opens the second.
-    From then on every reply takes 2 s, longer than the 5 store timeouts (1 s) startup waits for the
-    revoked sessions: the process must exit, saying why, without ever listening."""
+    """Startup runs its checks on the store's first connection; the second is opened by the
+    revocation feed (for its subscription or its load, whichever finds the first one busy). From then
+    on every reply takes 2 s, longer than the 5 store timeouts (1 s) startup waits for the revoked
+    sessions: the process must exit, saying why, without ever listening."""
     with LatencyProxy(redis_server.port) as slow_redis:
 
         def slow_from_the_second_connection(number: int) -> None:
