@@ -35,16 +35,30 @@ USERS = {
 }
 
 
+#: The paths anyone may call: the middleware lets them in without a token.
+PUBLIC_PATHS = ["/login", "/welcome", "/docs", "/openapi.json"]
+
+
 class Credentials(BaseModel):
     email: str
     password: str
+
+
+class LoginRefused(BaseModel):
+    detail: str
 
 
 def create_app(auth: TokenAuth) -> FastAPI:
     """The app, around a TokenAuth built by the caller (tests pass one on fakeredis)."""
     app = FastAPI(title="Notes", middleware=[auth.middleware()])
 
-    @app.post("/login")
+    @app.post(
+        "/login",
+        responses={
+            400: {"model": LoginRefused, "description": "the body is not JSON (FastAPI's own answer)"},
+            401: {"model": LoginRefused, "description": "wrong email or password"},
+        },
+    )
     async def login(request: Request, credentials: Credentials) -> Response:
         known = USERS.get(credentials.email)
         if known is None or known[0] != credentials.password:
@@ -96,7 +110,7 @@ def app_from_env() -> FastAPI:
     auth = TokenAuth(
         secret_key=os.environ["JWT_SECRET"],
         redis_url=os.environ["REDIS_URL"],
-        exclude=["/login", "/welcome", "/docs", "/openapi.json"],
+        exclude=PUBLIC_PATHS,
         cookie_secure=os.environ.get("COOKIE_SECURE", "1") != "0",
     )
     return create_app(auth)

@@ -19,11 +19,14 @@ Only this module imports FastAPI; the rest of the package works without it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import weakref
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Annotated, Any
 
 try:
     from fastapi import FastAPI, HTTPException, Request, Security, WebSocketException
+    from fastapi.dependencies.models import Dependant
+    from fastapi.routing import APIRoute
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
     from starlette.requests import HTTPConnection
 except ImportError as exc:
@@ -134,19 +137,38 @@ def require_scopes(*scopes: str) -> Callable[..., Awaitable[TokenUser]]:
         return user
 
     scoped_user.__name__ = f"require_scopes_{'_'.join(scopes)}"
+    _SCOPE_CHECKS[scoped_user] = needed
     return scoped_user
 
 
+# The dependencies require_scopes made, with the scopes each needs: OpenAPI documents their 403.
+_SCOPE_CHECKS: weakref.WeakKeyDictionary[Callable[..., Any], str] = weakref.WeakKeyDictionary()
+
+
 def document_auth_endpoints(app: FastAPI, auth: TokenAuth) -> None:
-    """Adds the endpoints the middleware answers (refresh, logout, logout-all, sessions) to the app's
-    OpenAPI schema, with their request bodies, answers and errors as the HTTP contract defines them."""
+    """Documents in the app's OpenAPI schema what the middleware answers, as the HTTP contract defines it.
+
+    - The endpoints it answers (refresh, logout, logout-all, sessions): their refresh cookie, request
+      bodies, answers and errors.
+    - Every operation outside ``exclude`` needs an access token, dependencies or not: it gets the
+      bearer ``security`` and the middleware's ``400`` (a malformed ``Authorization`` header) and
+      ``401`` (whose body has no ``error`` when no token came).
+    - On an excluded path the dependencies decide: ``CurrentUser`` (or claims, or scopes) needs a
+      token, refused by FastAPI with ``401 {"detail": {...}}``; ``OptionalUser`` alone takes one
+      optionally (``security: [{"HTTPBearer": []}, {}]``).
+    - ``require_scopes`` routes: ``403 {"detail": {"error": "insufficient_scope", ...}}``.
+    """
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
         schema = build()
-        schema.setdefault("paths", {}).update(_auth_paths(auth.settings.prefix, auth.settings.cookie_name))
+        paths = schema.setdefault("paths", {})
+        for route in app.routes:
+            if isinstance(route, APIRoute) and route.include_in_schema and route.path_format in paths:
+                _document_route(paths[route.path_format], route, auth)
+        paths.update(_auth_paths(auth.settings.prefix, auth.settings.cookie_name))
         components = schema.setdefault("components", {})
         components.setdefault("schemas", {}).update(_SCHEMAS)
         components.setdefault("securitySchemes", {}).setdefault(
@@ -159,13 +181,125 @@ def document_auth_endpoints(app: FastAPI, auth: TokenAuth) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+_UNSAFE_METHODS = frozenset({"post", "put", "patch", "delete"})
+
+
+def _dependency_calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
+    for sub in dependant.dependencies:
+        if sub.call is not None:
+            yield sub.call
+        yield from _dependency_calls(sub)
+
+
+def _document_route(path_item: dict[str, Any], route: APIRoute, auth: TokenAuth) -> None:
+    """Adds to the operations of one of the app's routes the security and answers of the middleware
+    and of this module's dependencies."""
+    settings = auth.settings
+    calls = set(_dependency_calls(route.dependant))
+    scopes = [_SCOPE_CHECKS[call] for call in calls if call in _SCOPE_CHECKS]
+    excluded = settings.is_excluded(route.path_format)
+    below_prefix = route.path_format.startswith(settings.prefix + "/")
+    for method in route.methods or ():
+        operation = path_item.get(method.lower())
+        if not isinstance(operation, dict):
+            continue
+        responses = operation.setdefault("responses", {})
+        if not excluded:
+            # The middleware refuses the request before FastAPI runs, whatever the dependencies say.
+            operation["security"] = [{"HTTPBearer": []}]
+            _add_response(responses, "400", _MALFORMED_AUTHORIZATION, _ref_schema("AuthError"))
+            _add_response(
+                responses, "401", _UNAUTHORIZED, _ref_schema("Unauthorized"), headers=_CHALLENGE_HEADER
+            )
+        elif current_user in calls:
+            operation["security"] = [{"HTTPBearer": []}]
+            _add_response(
+                responses,
+                "401",
+                "invalid_token: an access token is required (refused by the dependency)",
+                _ref_schema("AuthErrorDetail"),
+                headers=_CHALLENGE_HEADER,
+            )
+        elif optional_user in calls:
+            operation["security"] = [{"HTTPBearer": []}, {}]
+        if scopes:
+            _add_response(
+                responses,
+                "403",
+                f"insufficient_scope: the token lacks a scope of {' / '.join(sorted(scopes))}",
+                _ref_schema("AuthErrorDetail"),
+                headers=_CHALLENGE_HEADER,
+            )
+        if below_prefix and method.lower() in _UNSAFE_METHODS:
+            _add_response(responses, "403", _CROSS_SITE, _ref_schema("AuthError"))
+
+
+def _add_response(
+    responses: dict[str, Any],
+    status: str,
+    description: str,
+    schema: dict[str, Any],
+    *,
+    headers: dict[str, Any] | None = None,
+) -> None:
+    """Documents one more answer with ``status``: added, or as an alternative to the one there."""
+    existing = responses.get(status)
+    if existing is None:
+        answer: dict[str, Any] = {"description": description, **_json(schema)}
+        if headers:
+            answer["headers"] = headers
+        responses[status] = answer
+        return
+    before = existing.get("description")
+    existing["description"] = f"{before}; or {description}" if before else description
+    json_content = existing.get("content", {}).get("application/json")
+    known = json_content.get("schema") if isinstance(json_content, dict) else None
+    # A body the app left undescribed ({} or none) stays so: it may be anything.
+    if known and known != schema:
+        json_content["schema"] = {"anyOf": [known, schema]}
+    for name, header in (headers or {}).items():
+        # Optional: the answer documented before may come without it.
+        existing.setdefault("headers", {}).setdefault(name, {**header, "required": False})
+
+
+def _ref_schema(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
 def _ref(name: str) -> dict[str, Any]:
-    return {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}}
+    return _json(_ref_schema(name))
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, **_ref("AuthError")}
+def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    answer = {"description": description, **_ref("AuthError")}
+    if headers:
+        answer["headers"] = headers
+    return answer
 
+
+_MALFORMED_AUTHORIZATION = (
+    "invalid_request: a malformed Authorization header (two of them, or Bearer without a token), "
+    "or a token in the query string"
+)
+_UNAUTHORIZED = (
+    "no access token (the body has only error_description), or an invalid or expired one "
+    "(error: invalid_token)"
+)
+_CROSS_SITE = "cross_site_request: a request from another site's page"
+_CHALLENGE_HEADER: dict[str, Any] = {
+    "WWW-Authenticate": {
+        "description": "the Bearer challenge (RFC 6750)",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
+_RETRY_AFTER_HEADER: dict[str, Any] = {
+    "Retry-After": {"description": "seconds", "required": True, "schema": {"type": "string"}}
+}
 
 _SCHEMAS: dict[str, Any] = {
     "TokenAnswer": {
@@ -180,12 +314,35 @@ _SCHEMAS: dict[str, Any] = {
     },
     "RefreshRequest": {
         "type": "object",
-        "properties": {"refresh_token": {"type": "string", "description": "or send the refresh cookie"}},
+        "properties": {
+            "refresh_token": {
+                "type": ["string", "null"],
+                "minLength": 1,
+                "description": (
+                    "or send the refresh cookie (null counts as absent); both at once must be the same token"
+                ),
+            }
+        },
     },
     "AuthError": {
         "type": "object",
         "required": ["error"],
         "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
+    },
+    "Unauthorized": {
+        "type": "object",
+        "description": "the middleware's 401: without a token the body has only error_description",
+        "required": ["error_description"],
+        "properties": {
+            "error": {"type": "string", "enum": ["invalid_token"], "description": "absent without a token"},
+            "error_description": {"type": "string"},
+        },
+    },
+    "AuthErrorDetail": {
+        "type": "object",
+        "description": "a refusal by a dependency of starlette_refresh.fastapi, in FastAPI's error shape",
+        "required": ["detail"],
+        "properties": {"detail": {"$ref": "#/components/schemas/AuthError"}},
     },
     "Session": {
         "type": "object",
@@ -203,23 +360,40 @@ _SCHEMAS: dict[str, Any] = {
 
 def _auth_paths(prefix: str, cookie: str) -> dict[str, Any]:
     bearer: list[dict[str, list[str]]] = [{"HTTPBearer": []}]
-    unavailable = _error("the session store is unavailable; retry after Retry-After seconds")
-    cross_site = _error("a cookie-borne request from another site")
+    unavailable = _error(
+        "temporarily_unavailable: the session store is unavailable; retry after Retry-After seconds",
+        _RETRY_AFTER_HEADER,
+    )
+    cross_site = _error(_CROSS_SITE)
+    malformed = _error(_MALFORMED_AUTHORIZATION)
+    unauthorized = {"description": _UNAUTHORIZED, **_ref("Unauthorized"), "headers": _CHALLENGE_HEADER}
     body = {"required": False, **_ref("RefreshRequest")}
+    refresh_cookie = {
+        "name": cookie,
+        "in": "cookie",
+        "required": False,
+        "description": "the refresh token (HttpOnly; an empty one counts as absent), or send it in the body",
+        "schema": {"type": "string"},
+    }
     return {
         f"{prefix}/refresh": {
             "post": {
                 "tags": ["auth"],
                 "summary": "Rotate the refresh token and get a new access token",
                 "description": (
-                    f"Send the refresh token in the `{cookie}` cookie or in the body; the new one comes back "
-                    "the same way. The previous token within the grace window gets the same answer again; "
-                    "any older one revokes the session."
+                    f"Send the refresh token in the `{cookie}` cookie or in the body (one of them is "
+                    "needed; both must be the same token); the new one comes back the same way. The "
+                    "previous token within the grace window gets the same answer again; any older one "
+                    "revokes the session."
                 ),
+                "parameters": [refresh_cookie],
                 "requestBody": body,
                 "responses": {
                     "200": {"description": "rotated", **_ref("TokenAnswer")},
-                    "400": _error("malformed request or no token"),
+                    "400": _error(
+                        "invalid_request: no token, the cookie and the body disagree, a malformed body, "
+                        "or a token in the query string"
+                    ),
                     "401": _error("invalid_grant: unknown, expired, revoked or reused token"),
                     "403": cross_site,
                     "503": unavailable,
@@ -230,8 +404,22 @@ def _auth_paths(prefix: str, cookie: str) -> dict[str, Any]:
             "post": {
                 "tags": ["auth"],
                 "summary": "End this session (idempotent)",
+                "description": (
+                    f"Names the session by the refresh token (the `{cookie}` cookie or the body; both "
+                    "must be the same token), or else by the access token. Without either it ends nothing."
+                ),
+                "security": [{"HTTPBearer": []}, {}],
+                "parameters": [refresh_cookie],
                 "requestBody": body,
-                "responses": {"204": {"description": "ended"}, "403": cross_site, "503": unavailable},
+                "responses": {
+                    "204": {"description": "ended"},
+                    "400": _error(
+                        "invalid_request: the cookie and the body disagree, a malformed body, or a token "
+                        "in the query string"
+                    ),
+                    "403": cross_site,
+                    "503": unavailable,
+                },
             }
         },
         f"{prefix}/logout-all": {
@@ -241,7 +429,9 @@ def _auth_paths(prefix: str, cookie: str) -> dict[str, Any]:
                 "security": bearer,
                 "responses": {
                     "204": {"description": "ended"},
-                    "401": _error("no valid access token"),
+                    "400": malformed,
+                    "401": unauthorized,
+                    "403": cross_site,
                     "503": unavailable,
                 },
             }
@@ -258,6 +448,7 @@ def _auth_paths(prefix: str, cookie: str) -> dict[str, Any]:
                             "application/json": {
                                 "schema": {
                                     "type": "object",
+                                    "required": ["sessions"],
                                     "properties": {
                                         "sessions": {
                                             "type": "array",
@@ -268,7 +459,9 @@ def _auth_paths(prefix: str, cookie: str) -> dict[str, Any]:
                             }
                         },
                     },
-                    "401": _error("no valid access token"),
+                    "400": malformed,
+                    "401": unauthorized,
+                    "403": cross_site,
                     "503": unavailable,
                 },
             }
@@ -279,12 +472,20 @@ def _auth_paths(prefix: str, cookie: str) -> dict[str, Any]:
                 "summary": "End one of the subject's sessions",
                 "security": bearer,
                 "parameters": [
-                    {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                    {
+                        "name": "session_id",
+                        "in": "path",
+                        "required": True,
+                        "description": "the id from GET sessions (the sid claim)",
+                        "schema": {"type": "string", "minLength": 1},
+                    }
                 ],
                 "responses": {
                     "204": {"description": "ended"},
-                    "401": _error("no valid access token"),
-                    "404": _error("not one of the subject's sessions"),
+                    "400": malformed,
+                    "401": unauthorized,
+                    "403": cross_site,
+                    "404": _error("not_found: not one of the subject's live sessions"),
                     "503": unavailable,
                 },
             }
