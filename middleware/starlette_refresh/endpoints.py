@@ -79,13 +79,17 @@ class AuthEndpoints:
         self._below_prefix = f"{prefix}/"
 
     def handles(self, path: str) -> bool:
-        """True for paths this library answers; other paths under the prefix go to the app."""
+        """True for paths this library answers; other paths under the prefix go to the app.
+
+        Every path below ``{prefix}/sessions/`` is the library's, slashes and all: the route path is
+        decoded, so ``/sessions/a%2Fb`` arrives as ``/sessions/a/b``, and it names no session of the
+        subject (404 ``not_found``), not a route of the app.
+        """
         if not path.startswith(self._below_prefix):
             return False  # most requests: one comparison
         if path in self._routes:
             return True
-        rest = path[len(self._session_path) :] if path.startswith(self._session_path) else ""
-        return bool(rest) and "/" not in rest
+        return path.startswith(self._session_path) and len(path) > len(self._session_path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answers a request for which :meth:`handles` said True (given its route path)."""
