@@ -191,7 +191,7 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
             raise InvalidRequest(f"request body larger than {limit} bytes")
         chunks.append(chunk)
     body = b"".join(chunks)
-    if not body.strip():
+    if not body:  # no body at all; one of only whitespace is malformed JSON, like any other
         return {}
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
