@@ -528,8 +528,10 @@ FAKE_SETTINGS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-REAL_SETTINGS = settings(FAKE_SETTINGS, max_examples=60)
-LIMITED_EXAMPLES = {"fakeredis": 50, "redis-server": 25}  # the max_sessions_per_user=2 runs
+# The full run (tests/run) checks the model on the real server only, with more examples than it used
+# to; the fakeredis twin, marked quick_twin, is the --quick loop's (the same model on an emulator).
+REAL_SETTINGS = settings(FAKE_SETTINGS, max_examples=100)
+LIMITED_EXAMPLES = {"fakeredis": 50, "redis-server": 40}  # the max_sessions_per_user=2 runs
 
 LIMITS = pytest.mark.parametrize(
     "max_sessions", [LARGE_LIMIT, SMALL_LIMIT], ids=["many-sessions", "two-sessions-per-user"]
@@ -551,6 +553,7 @@ def run_machine(new_client: ClientFactory, max_sessions: int, base: settings, li
     run_state_machine_as_test(lambda: SessionMachine(new_client, max_sessions), settings=chosen)
 
 
+@pytest.mark.quick_twin
 @LIMITS
 def test_session_model_on_fakeredis(max_sessions: int) -> None:
     def new_client() -> Any:
