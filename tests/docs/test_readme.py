@@ -74,11 +74,14 @@ def test_the_quick_loop_is_what_tests_run_quick_runs() -> None:
     assert re.split(r", | and ", named.group(1)) == [suite.removeprefix("tests/") for suite in suites]
     main = run[run.index("# Main") :]
     quick = main.index('if [[ "$QUICK" == "1" ]]; then')
+    quick_block = main[quick : main.index("\nfi\n", quick)]
     # ruff and mypy first; then only those suites, without the tests that start a redis-server
-    assert main.index('say "ruff"') < main.index('say "mypy"') < quick
+    assert main.index('say "ruff"') < quick
+    pytest_quick = 'pytest -m "not integration" "${QUICK_SUITES[@]}"'
+    assert quick_block.index('say "mypy"') < quick_block.index(pytest_quick)
     assert main.index("ensure_redis_server") > main.index('if [[ "$QUICK" == "0" ]]')
-    assert 'pytest -m "not integration" "${QUICK_SUITES[@]}"' in main[quick:]
-    assert quick < main.index("run_js_tests\n")
+    assert "run_js_tests" not in quick_block  # the JS tests are the full run's
+    assert quick < main.index("run_js_tests ")
 
 
 # -- Minimal example ---------------------------------------------------------------------------
