@@ -25,7 +25,7 @@ from .sessions import SessionInfo, SessionService
 from .settings import SettingOptions, Settings
 from .store import RedisStore, SessionStore
 from .store_checks import check_store_server
-from .web import check_same_origin, error_answer, unavailable_answer
+from .web import check_same_origin, error_answer, root_path, unavailable_answer
 
 logger = logging.getLogger("starlette_refresh")
 
@@ -147,7 +147,7 @@ class TokenAuth:
             return unavailable_answer(self.settings)
         except AuthError as exc:
             return error_answer(exc)
-        return token_answer(self.settings, issued, transport, request.scope.get("root_path", ""))
+        return token_answer(self.settings, issued, transport, root_path(request.scope))
 
     async def list_sessions(self, subject: str, *, current: str | None = None) -> list[SessionInfo]:
         """The live sessions of ``subject``, oldest first: what ``GET {prefix}/sessions`` shows them.

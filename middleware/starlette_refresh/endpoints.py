@@ -29,6 +29,7 @@ from .web import (
     json_answer,
     query_carries_token,
     read_json_object,
+    root_path,
     route_path,
     set_refresh_cookie,
     unauthorized_answer,
@@ -139,7 +140,7 @@ class AuthEndpoints:
         # An invalid_grant answer (raised from here) carries no Set-Cookie: it may arrive after a
         # newer login in another tab has set a new cookie, which clearing would log out.
         issued = await self.service.refresh(token)
-        return token_answer(self.settings, issued, transport, _root_path(request))
+        return token_answer(self.settings, issued, transport, root_path(request.scope))
 
     async def logout(self, request: Request) -> Response:
         """``POST {prefix}/logout``: end this session (by refresh token, else access token); 204."""
@@ -151,7 +152,7 @@ class AuthEndpoints:
                 hint = (claims["sub"], claims["sid"])
         await self.service.logout(token, hint)
         response = json_answer(204, None)
-        clear_refresh_cookie(response, self.settings, _root_path(request))
+        clear_refresh_cookie(response, self.settings, root_path(request.scope))
         return response
 
     async def logout_all(self, request: Request) -> Response:
@@ -159,7 +160,7 @@ class AuthEndpoints:
         claims = self._required_claims(request)
         await self.service.logout_all(claims["sub"])
         response = json_answer(204, None)
-        clear_refresh_cookie(response, self.settings, _root_path(request))
+        clear_refresh_cookie(response, self.settings, root_path(request.scope))
         return response
 
     async def list_sessions(self, request: Request) -> Response:
@@ -176,7 +177,7 @@ class AuthEndpoints:
             return json_answer(404, {"error": "not_found", "error_description": "no such session"})
         response = json_answer(204, None)
         if session_id == claims["sid"]:
-            clear_refresh_cookie(response, self.settings, _root_path(request))
+            clear_refresh_cookie(response, self.settings, root_path(request.scope))
         return response
 
     async def _refresh_token_of(self, request: Request, *, required: bool) -> tuple[str | None, Transport]:
@@ -212,8 +213,3 @@ class AuthEndpoints:
             return self.access.verify(token) if token else None
         except AuthError:
             return None
-
-
-def _root_path(request: Request) -> str:
-    root_path: str = request.scope.get("root_path", "")
-    return root_path

@@ -59,11 +59,17 @@ def unauthorized_answer(settings: Settings, error: InvalidToken | None = None) -
     return error_answer(error, headers)
 
 
+def root_path(scope: Scope) -> str:
+    """The ASGI ``root_path``: where a proxy or a ``Mount`` put the app ("" at the root)."""
+    root: str = scope.get("root_path", "")
+    return root
+
+
 def route_path(scope: Scope) -> str:
     """The path the app routes on: ``scope["path"]`` less the ``root_path`` a proxy or a ``Mount``
     put in front (ASGI paths include it), as Starlette's router does."""
     path: str = scope["path"]
-    root = scope.get("root_path", "")
+    root = root_path(scope)
     if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
         return path[len(root) :] or "/"
     return path
