@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from typing import Any
 
 from starlette.applications import Starlette
@@ -19,6 +20,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from starlette_refresh import TokenAuth
+from starlette_refresh.clock import Clock, system_clock
 
 SECRET = "test-secret-0123456789-0123456789-0123456789"
 
@@ -83,9 +85,11 @@ def build_app(auth: TokenAuth) -> Starlette:
 
 def auth_from_env() -> TokenAuth:
     """A TokenAuth configured by ``SR_REDIS_URL``, ``SR_SECRET``, the ``SR_*_TTL`` variables,
-    ``SR_LEEWAY``, ``SR_STORE_TIMEOUT``, ``SR_REPLICA_ACKS``, ``SR_REPLICA_ACK_TIMEOUT``."""
+    ``SR_LEEWAY``, ``SR_STORE_TIMEOUT``, ``SR_REPLICA_ACKS``, ``SR_REPLICA_ACK_TIMEOUT``, and
+    ``SR_CLOCK_SKEW`` (seconds this process's clock is off, to play an unsynchronised host)."""
     env = os.environ
     return TokenAuth(
+        clock=host_clock(float(env.get("SR_CLOCK_SKEW", "0"))),
         secret_key=env.get("SR_SECRET", SECRET),
         redis_url=env["SR_REDIS_URL"],
         access_ttl=int(env.get("SR_ACCESS_TTL", "900")),
@@ -98,6 +102,13 @@ def auth_from_env() -> TokenAuth:
         exclude=["/login", "/public", "/health"],
         cookie_secure=False,
     )
+
+
+def host_clock(skew: float) -> Clock:
+    """This host's clock, off by ``skew`` seconds."""
+    if not skew:
+        return system_clock
+    return lambda: time.time() + skew
 
 
 def app_from_env() -> Starlette:

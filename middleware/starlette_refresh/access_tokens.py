@@ -56,10 +56,19 @@ class AccessTokenCodec:
             self._header["kid"] = signer.kid
 
     def issue(
-        self, subject: str, session_id: str, claims: Mapping[str, Any] | None = None
+        self,
+        subject: str,
+        session_id: str,
+        claims: Mapping[str, Any] | None = None,
+        *,
+        issued_at: float | None = None,
     ) -> IssuedAccessToken:
-        """Signs a token for ``subject`` in session ``session_id`` carrying the app's ``claims``."""
-        now = int(self._clock())
+        """Signs a token for ``subject`` in session ``session_id`` carrying the app's ``claims``.
+
+        ``issued_at`` (default: now) is the moment its lifetime counts from: a refresh passes the time
+        its rotation was decided at, so that a logout landing after the rotation always outlasts it.
+        """
+        now = int(self._clock() if issued_at is None else issued_at)
         payload: dict[str, Any] = dict(claims or {})
         payload.update(
             sub=subject,

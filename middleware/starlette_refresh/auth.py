@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Unpack
@@ -23,6 +25,7 @@ from .refresh_tokens import RefreshTokenCodec
 from .revocations import RevocationFeed, RevocationList
 from .sessions import SessionInfo, SessionService
 from .settings import SettingOptions, Settings
+from .shared_clock import SharedClock, is_shared
 from .store import RedisStore, SessionStore
 from .store_checks import check_store_server
 from .web import check_same_origin, error_answer, root_path, unavailable_answer
@@ -81,20 +84,23 @@ class TokenAuth:
         **options: Unpack[SettingOptions],
     ) -> None:
         self.settings = Settings.build(settings, **options)
-        self.clock = clock
+        # Every decision reads this one clock, set to Redis's so that all processes share one time.
+        self._shared_clock = None if is_shared(clock) else SharedClock(clock)
+        self.clock: Clock = clock if self._shared_clock is None else self._shared_clock
+        self._clock_checks: asyncio.Task[None] | None = None
         self.observer: Observer = observer if observer is not None else NullObserver()
         key_ring, refresh_secret = _keys(secret_key, keys)
         self.store = _store(redis_url, redis, store, self.settings, self.observer)
         self._store_label = redact_url(redis_url) if redis_url else type(self.store).__name__
-        self.revocations = RevocationList(clock)
-        self.revocation_feed = RevocationFeed(self.store, self.revocations, clock)
-        self.access = AccessTokenCodec(key_ring, self.settings, clock, self.revocations.is_revoked)
+        self.revocations = RevocationList(self.clock)
+        self.revocation_feed = RevocationFeed(self.store, self.revocations, self.clock)
+        self.access = AccessTokenCodec(key_ring, self.settings, self.clock, self.revocations.is_revoked)
         self.sessions = SessionService(
             self.settings,
             self.store,
             self.access,
             RefreshTokenCodec(refresh_secret),
-            clock,
+            self.clock,
             self.revocations,
             observer=self.observer,
         )
@@ -199,6 +205,7 @@ class TokenAuth:
             ) from exc
         logger.info("session store ready (%s)", self._store_label)
         await check_store_server(self.store, self.settings.replica_acks, self._store_label)
+        await self._set_clock()
         await self.revocation_feed.start()
         # No request before the revocations are in: a process started after a logout must refuse
         # that session's access tokens from its first request on.
@@ -213,8 +220,28 @@ class TokenAuth:
                 "may have been revoked. Check that Redis answers, or raise store_timeout."
             ) from exc
 
+    async def _set_clock(self) -> None:
+        """Sets this process's clock to Redis's before any decision is made with it, and keeps it set."""
+        if self._shared_clock is None:
+            return
+        await self._shared_clock.calibrate(self.store)
+        logger.info(
+            "clock set to Redis's: offset %+.3f ms, within %.3f ms",
+            self._shared_clock.offset * 1000,
+            (self._shared_clock.error or 0.0) * 1000,
+        )
+        if self._clock_checks is None:
+            self._clock_checks = asyncio.create_task(
+                self._shared_clock.keep_calibrated(self.store), name="starlette-refresh clock checks"
+            )
+
     async def shutdown(self) -> None:
         """Stops the revocation feed and closes the store's connections (ASGI ``lifespan`` shutdown)."""
+        checks, self._clock_checks = self._clock_checks, None
+        if checks is not None:
+            checks.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checks
         await self.revocation_feed.stop()
         await self.store.close()
 

@@ -21,6 +21,7 @@ from .observe import NullObserver, Observer, RefreshOutcome, RevocationKind, log
 from .refresh_tokens import RefreshToken, RefreshTokenCodec, fingerprint
 from .revocations import RevocationList, entry_for
 from .settings import Settings
+from .shared_clock import CLOCK_AGREEMENT_SECONDS
 from .store import Rotation, SessionStore
 
 logger = logging.getLogger("starlette_refresh.sessions")
@@ -373,7 +374,9 @@ class SessionService:
         idle_expires_at_ms: int,
         now_ms: int,
     ) -> IssuedSession:
-        access = self.access.issue(subject, session_id, claims)
+        # Counted from the moment read before the store decided: a logout the store runs after this
+        # rotation announces a revocation from a later moment, which so outlasts this token.
+        access = self.access.issue(subject, session_id, claims, issued_at=now_ms / 1000)
         return IssuedSession(
             access_token=access.token,
             expires_in=access.expires_in,
@@ -401,7 +404,7 @@ class SessionService:
         if not session_ids:
             return
         entries = [entry_for(user_tag, sid) for sid in session_ids]
-        until = self.clock() + self.settings.access_ttl + self.settings.leeway
+        until = self.clock() + self.settings.access_ttl + self.settings.leeway + CLOCK_AGREEMENT_SECONDS
         self.revocations.add(entries, until)
         await self.store.publish_revocations(entries, int(until * 1000), self._now_ms())
         logger.info(

@@ -77,6 +77,7 @@ class SessionStore(Protocol):
     async def start(self) -> None: ...
     async def close(self) -> None: ...
     async def ping(self) -> None: ...
+    async def time(self) -> float: ...
     async def create(
         self,
         user_tag: str,
@@ -184,6 +185,12 @@ class RedisStore:
         """Raises :class:`StoreUnavailable` unless the server answers."""
         async with self._guard("ping"):
             await self.redis.ping()
+
+    async def time(self) -> float:
+        """Redis's own clock (``TIME``) in POSIX seconds: the one time every process sets its clock to."""
+        async with self._guard("time"):
+            seconds, micros = await self.redis.time()
+        return int(seconds) + int(micros) / 1_000_000
 
     async def persistence(self) -> dict[str, str] | None:
         """The server settings the app checks at startup (``appendonly``, ``save``,

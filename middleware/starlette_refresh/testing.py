@@ -33,6 +33,10 @@ class ManualClock:
     TestClient's event loop thread); tasks waiting in :meth:`wait_until` are woken in their own loop.
     """
 
+    #: Every process of a test reads this one clock, so the app uses it as it is and does not set it
+    #: to Redis's (see :mod:`starlette_refresh.shared_clock`): that would undo the test's moves.
+    shared = True
+
     def __init__(self, start: float = 1_700_000_000.0) -> None:
         self.now = float(start)
         self._lock = threading.Lock()
