@@ -153,7 +153,9 @@ class TokenAuth:
             return unavailable_answer(self.settings)
         except AuthError as exc:
             return error_answer(exc)
-        return token_answer(self.settings, issued, transport, root_path(request.scope))
+        return token_answer(
+            self.settings, issued, transport, root_path(request.scope), planted_by=request.headers
+        )
 
     async def list_sessions(self, subject: str, *, current: str | None = None) -> list[SessionInfo]:
         """The live sessions of ``subject``, oldest first: what ``GET {prefix}/sessions`` shows them.

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -17,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from .access_tokens import AccessTokenCodec
 from .errors import AuthError, InvalidRequest, InvalidToken, StoreUnavailable
 from .observe import log_fields
+from .planted_cookies import delete_planted_cookies
 from .sessions import IssuedSession, SessionService
 from .settings import Settings
 from .web import (
@@ -46,9 +48,22 @@ class _MissingToken(InvalidToken):
     """No access token at all: answered with the bare challenge."""
 
 
-def token_answer(settings: Settings, issued: IssuedSession, transport: Transport, root_path: str) -> Response:
+class _PlantedCookies(InvalidRequest):
+    """More than one refresh cookie: answered 400 with the deletion of those this app never set."""
+
+
+def token_answer(
+    settings: Settings,
+    issued: IssuedSession,
+    transport: Transport,
+    root_path: str,
+    *,
+    planted_by: Headers | None = None,
+) -> Response:
     """The login/refresh success body, with the refresh token sent back through ``transport``
-    (a cookie's path carries the request's ``root_path``)."""
+    (a cookie's path carries the request's ``root_path``). With ``planted_by`` (a login's request
+    headers), a cookie answer first deletes every refresh cookie this app never set, so that one
+    planted before the login cannot stand beside the new one."""
     body: dict[str, Any] = {
         "access_token": issued.access_token,
         "token_type": "Bearer",
@@ -58,6 +73,8 @@ def token_answer(settings: Settings, issued: IssuedSession, transport: Transport
         body["refresh_token"] = issued.refresh_token
     response = json_answer(200, body)
     if transport == "cookie":
+        if planted_by is not None:
+            delete_planted_cookies(response, settings, planted_by, root_path)
         set_refresh_cookie(response, settings, issued.refresh_token, issued.refresh_expires_in, root_path)
     return response
 
@@ -128,6 +145,10 @@ class AuthEndpoints:
             return unavailable_answer(self.settings)
         except _MissingToken:
             return unauthorized_answer(self.settings)
+        except _PlantedCookies as exc:
+            response = error_answer(exc)
+            delete_planted_cookies(response, self.settings, request.headers, root_path(request.scope))
+            return response
         except InvalidToken as exc:
             return unauthorized_answer(self.settings, exc)
         except AuthError as exc:
@@ -187,7 +208,10 @@ class AuthEndpoints:
         if body_token is not None and (not isinstance(body_token, str) or not body_token):
             raise InvalidRequest("refresh_token must be a non-empty string")
         if count_cookies(request.headers, self.settings.cookie_name) > 1:
-            raise InvalidRequest("more than one refresh cookie; clear this site's cookies and log in again")
+            raise _PlantedCookies(
+                "more than one refresh cookie: this answer deletes those this site did not set "
+                "(planted by another host?), so a retry sends only its own"
+            )
         cookie_token = request.cookies.get(self.settings.cookie_name) or None
         if body_token is not None:
             if cookie_token is not None and cookie_token != body_token:

@@ -403,7 +403,10 @@ NO_TOKEN = "an access token is required"
 BAD_BEARER = "malformed Authorization header; expected 'Bearer <token>'"
 NOT_STR = "refresh_token must be a non-empty string"
 NO_RT = "no refresh token: send the refresh cookie or a JSON body with refresh_token"
-TWO_COOKIES = "more than one refresh cookie; clear this site's cookies and log in again"
+TWO_COOKIES = (
+    "more than one refresh cookie: this answer deletes those this site did not set "
+    "(planted by another host?), so a retry sends only its own"
+)
 JSON = "application/json"
 
 
