@@ -22,8 +22,9 @@ from redis.cluster import ClusterNode, RedisCluster
 from harness.processes import AppServer
 from tests.faults.load import KINDS, SHARED_TLS, Event, LoadConfig, LoadDriver
 from tests.integration.helpers import login, me, refresh
-from tests.support.fixtures import AppServerFactory
+from tests.support.fixtures import Launched
 from tests.support.topologies import LocalCluster
+from tests.support.topology_fixtures import ClusterPool
 
 pytestmark = pytest.mark.integration
 
@@ -34,11 +35,40 @@ LOAD_SECONDS = 5.0
 CONCURRENT_REFRESHES = 20
 
 
+# The cluster and the four apps serve every test of this module: starting them took ~4 s a test.
+# No test here disturbs them (no restart, no fault), and each uses its own subjects and sessions
+# (the load's, "everywhere", "bystander", "one-of-two", "racer"), so none sees another's data.
+
+
+@pytest.fixture(scope="module")
+def module_cluster(redis_cluster_pool: ClusterPool, request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
+    """The session's pooled 3-primary cluster, held by this module for all its tests."""
+    failed_before = request.session.testsfailed
+    cluster = redis_cluster_pool.checkout()
+    try:
+        yield cluster
+    finally:
+        redis_cluster_pool.checkin(cluster, reusable=request.session.testsfailed == failed_before)
+
+
 @pytest.fixture
-def apps(redis_cluster: LocalCluster, app_server_factory: AppServerFactory) -> list[AppServer]:
+def redis_cluster(module_cluster: LocalCluster) -> LocalCluster:
+    """This module's cluster (not emptied between its tests, whose apps keep running)."""
+    return module_cluster
+
+
+@pytest.fixture(scope="module")
+def apps(module_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[AppServer]]:
     """Four app processes on the same 3-primary cluster."""
-    env = {"SR_REDIS_URL": redis_cluster.url, "SR_ACCESS_TTL": "30", "SR_STORE_TIMEOUT": "1"}
-    return [app_server_factory(APP, env, factory=True) for _ in range(INSTANCES)]
+    env = {"SR_REDIS_URL": module_cluster.url, "SR_ACCESS_TTL": "30", "SR_STORE_TIMEOUT": "1"}
+    servers: Launched[AppServer] = Launched(tmp_path_factory.mktemp("many-instances"), "app")
+    with servers:
+        started = []
+        for _ in range(INSTANCES):
+            app = servers.add(AppServer(APP, env, factory=True, log_dir=servers.next_dir()))
+            app.start()
+            started.append(app)
+        yield started
 
 
 @pytest.fixture

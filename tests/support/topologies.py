@@ -490,6 +490,10 @@ class LocalCluster:
         _command(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", self.node_id(target))
         self._migrations[slot] = (source, target)
 
+    def open_migrations(self) -> list[int]:
+        """The slots whose migration :meth:`begin_migration` started and nothing finished yet."""
+        return sorted(self._migrations)
+
     def _migration(self, slot: int) -> tuple[RedisServer, RedisServer]:
         try:
             return self._migrations[slot]
