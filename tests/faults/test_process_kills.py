@@ -47,7 +47,8 @@ def test_redis_sigkill_and_restart_under_load(
     driver = LoadDriver([a.url for a in apps], LoadConfig(clients=CLIENTS, sticky=False, refresh_every=4))
     driver.start()
     try:
-        time.sleep(1.5)
+        # The load is steady (every client has rotated its session once) before the fault.
+        assert driver.wait_all_refreshed(after=0.0, timeout=10), "a client never refreshed before the fault"
         down = driver.mark("redis killed")
         redis_server.kill()
         killed = driver.mark("redis dead")
@@ -102,7 +103,8 @@ def test_app_sigkill_and_restart_under_load(
     driver = LoadDriver([a.url for a in apps], LoadConfig(clients=CLIENTS, sticky=True, refresh_every=4))
     driver.start()
     try:
-        time.sleep(1.5)
+        # The load is steady (every client has rotated its session once) before the fault.
+        assert driver.wait_all_refreshed(after=0.0, timeout=10), "a client never refreshed before the fault"
         killing = driver.mark("app killing")
         victim.kill()
         time.sleep(APP_GAP_SECONDS)

@@ -97,7 +97,8 @@ def failover_under_load(
     driver = LoadDriver([a.url for a in apps], config)
     driver.start()
     try:
-        time.sleep(1.5)
+        # The load is steady (every client has rotated its session once) before the fault.
+        assert driver.wait_all_refreshed(after=0.0, timeout=10), "a client never refreshed before the fault"
         group.wait_settled()
         old = group.primary()
         kill_now = old.kill
