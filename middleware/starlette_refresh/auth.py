@@ -11,6 +11,7 @@ from typing import Any, Unpack
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from .access_tokens import AccessTokenCodec
 from .assets import ManagerFiles
@@ -26,6 +27,7 @@ from .revocations import RevocationFeed, RevocationList
 from .sessions import SessionInfo, SessionService
 from .settings import SettingOptions, Settings
 from .shared_clock import SharedClock, is_shared
+from .startup import Startup
 from .store import RedisStore, SessionStore
 from .store_checks import check_store_server
 from .web import check_same_origin, error_answer, root_path, unavailable_answer
@@ -105,6 +107,7 @@ class TokenAuth:
             observer=self.observer,
         )
         self.endpoints = AuthEndpoints(self.settings, self.sessions, self.access)
+        self._startup = Startup(self._start, self._stop)
 
     def middleware(self) -> Middleware:
         """The middleware entry for ``Starlette(middleware=[...])`` or ``app.add_middleware``."""
@@ -116,9 +119,21 @@ class TokenAuth:
             clock=self.clock,
             revocations=self.revocations,
             observer=self.observer,
-            on_startup=self.startup,
-            on_shutdown=self.shutdown,
+            startup=self._startup,
         )
+
+    def wrap(self, app: ASGIApp) -> ASGIApp:
+        """``app`` (any ASGI app: Django, Litestar, Quart, your own) protected by the middleware::
+
+            application = auth.wrap(get_asgi_application())
+
+        The same middleware as :meth:`middleware`, for frameworks without Starlette's middleware
+        list. It answers the endpoints under the prefix before ``app`` sees them. Where no ASGI
+        ``lifespan`` startup comes (Django's ASGI handler refuses it), it starts on the first
+        request instead, with the same checks, and answers 503 until it has started.
+        """
+        entry = self.middleware()
+        return entry.cls(app, *entry.args, **entry.kwargs)
 
     def static_files(self) -> ManagerFiles:
         """An ASGI app serving the browser refresh manager (``refresh-manager.js``), its WebSocket
@@ -195,8 +210,20 @@ class TokenAuth:
     async def startup(self) -> None:
         """Connects to the store, checks it and loads the revoked sessions; raises
         :class:`StoreUnavailable` when it cannot. Called by the middleware on the ASGI ``lifespan``
-        startup, so the server accepts no request before the process knows every revocation.
+        startup, so the server accepts no request before the process knows every revocation; where
+        no lifespan startup comes, on the first request.
         """
+        await self._startup.start()
+
+    async def shutdown(self) -> None:
+        """Stops the revocation feed and closes the store's connections (ASGI ``lifespan`` shutdown).
+
+        Without a lifespan there is no shutdown: the feed and the clock checks end with the event
+        loop, and the store's connections with the process.
+        """
+        await self._startup.stop()
+
+    async def _start(self) -> None:
         try:
             await self.store.start()
         except StoreUnavailable as exc:
@@ -237,8 +264,7 @@ class TokenAuth:
                 self._shared_clock.keep_calibrated(self.store), name="starlette-refresh clock checks"
             )
 
-    async def shutdown(self) -> None:
-        """Stops the revocation feed and closes the store's connections (ASGI ``lifespan`` shutdown)."""
+    async def _stop(self) -> None:
         checks, self._clock_checks = self._clock_checks, None
         if checks is not None:
             checks.cancel()

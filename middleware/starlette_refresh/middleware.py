@@ -2,19 +2,21 @@
 
 Pure ASGI, with no request/response wrapper middleware: it handles ``http`` and ``websocket``
 scopes, and hooks the ``lifespan`` startup to connect to the store, so an unreachable store stops
-the app from starting.
+the app from starting. Where no lifespan startup comes (Django, many plain ASGI apps), the first
+request starts it instead, and no request is served before it has started.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
 from starlette.datastructures import Headers
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .access_tokens import AccessTokenCodec
@@ -25,6 +27,7 @@ from .observe import Observer
 from .revocations import RevocationList
 from .settings import Settings
 from .sockets import TokenWindow, authorization_from_subprotocols, serve_anonymous_socket, serve_token_socket
+from .startup import Startup
 from .token_cache import VerifiedTokens
 from .user import TokenUser, scopes_of
 from .web import (
@@ -35,11 +38,10 @@ from .web import (
     query_carries_token,
     route_path,
     unauthorized_answer,
+    unavailable_answer,
 )
 
 logger = logging.getLogger("starlette_refresh.middleware")
-
-Hook = Callable[[], Awaitable[None]]
 
 # A cross-site page may still link to a page under the prefix (an identity provider redirecting back
 # to /auth/callback); it may not post to one, which could set or clear the refresh cookie.
@@ -59,8 +61,7 @@ class TokenAuthMiddleware:
         clock: Clock,
         revocations: RevocationList,
         observer: Observer,
-        on_startup: Hook,
-        on_shutdown: Hook,
+        startup: Startup,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -69,8 +70,7 @@ class TokenAuthMiddleware:
         self.clock = clock
         self.revocations = revocations
         self.observer = observer
-        self.on_startup = on_startup
-        self.on_shutdown = on_shutdown
+        self.startup = startup
         # Authorization headers already verified, by their raw bytes: a repeat skips the parsing too.
         self._principals: VerifiedTokens[bytes, _Principal] = VerifiedTokens(
             settings.access_cache_size, clock
@@ -85,6 +85,8 @@ class TokenAuthMiddleware:
                 await self._lifespan(scope, receive, send)
             else:
                 await self.app(scope, receive, send)
+            return
+        if not self.startup.started and not await self._started_for(scope, receive, send):
             return
         path = route_path(scope)
         if kind == "http" and path.startswith(self._below_prefix):
@@ -167,25 +169,26 @@ class TokenAuthMiddleware:
     def _window(self, claims: Mapping[str, Any]) -> TokenWindow:
         return TokenWindow(self.access.validity(claims)[1], int(claims["exp"]))
 
+    async def _started_for(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Starts the library for a request that came before any lifespan startup; when the start
+        fails, answers the request 503 (retry) and returns False: nothing is served unstarted."""
+        try:
+            await self.startup.start_on_request()
+        except Exception:  # logged by the start; every failure is the same answer to the client
+            # 1013: try again later.
+            reason = "the session store is unavailable; retry shortly"
+            await _answer_refusal(scope, receive, send, unavailable_answer(self.settings), 1013, reason)
+            return False
+        return True
+
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: AuthError | None) -> None:
         if isinstance(error, InvalidToken) or error is None:
             response = unauthorized_answer(self.settings, error)
         else:
             response = error_answer(error)
-        if scope["type"] == "http":
-            await response(scope, receive, send)
-            return
-        # A WebSocket handshake: answer with the same HTTP response where the server supports it,
-        # else close with 1008 (policy violation), which servers turn into a 403.
-        message = await receive()
-        if message["type"] != "websocket.connect":
-            return
-        if "websocket.http.response" in scope.get("extensions", {}):
-            # Starlette's Response sends websocket.http.response.* messages for websocket scopes.
-            await response(scope, receive, send)
-            return
         reason = error.description if error is not None else "an access token is required"
-        await send({"type": "websocket.close", "code": 1008, "reason": reason[:120]})
+        # 1008: policy violation, which servers turn into a 403.
+        await _answer_refusal(scope, receive, send, response, 1008, reason)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         failure: BaseException | None = None
@@ -195,7 +198,7 @@ class TokenAuthMiddleware:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    await self.on_startup()
+                    await self.startup.start()
                 except Exception as exc:
                     # Report it ourselves (Starlette's router reads this message outside its error
                     # handling), then raise so in-process servers such as TestClient fail too.
@@ -209,10 +212,28 @@ class TokenAuthMiddleware:
             if failure is not None:
                 return  # the server has its answer already
             if message["type"] == "lifespan.shutdown.complete":
-                await self.on_shutdown()
+                await self.startup.stop()
             await send(message)
 
         await self.app(scope, receive_with_startup, send_with_shutdown)
+
+
+async def _answer_refusal(
+    scope: Scope, receive: Receive, send: Send, response: Response, close_code: int, reason: str
+) -> None:
+    """Sends ``response`` to an HTTP request; refuses a WebSocket handshake with it where the server
+    supports HTTP answers to handshakes, else closes it with ``close_code``."""
+    if scope["type"] == "http":
+        await response(scope, receive, send)
+        return
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" in scope.get("extensions", {}):
+        # Starlette's Response sends websocket.http.response.* messages for websocket scopes.
+        await response(scope, receive, send)
+        return
+    await send({"type": "websocket.close", "code": close_code, "reason": reason[:120]})
 
 
 def _cross_site(scope: Scope, settings: Settings) -> CrossSiteRequest | None:
