@@ -55,6 +55,11 @@ class AccessTokenCodec:
         if signer.kid is not None:
             self._header["kid"] = signer.kid
 
+    @property
+    def key_ring(self) -> KeyRing:
+        """The keys this codec signs and verifies with (their public halves are published as JWKs)."""
+        return self._keys
+
     def issue(
         self,
         subject: str,

@@ -13,6 +13,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from .errors import ConfigurationError
 
@@ -22,6 +23,12 @@ EC_ALGORITHMS = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1
 SUPPORTED_ALGORITHMS = HMAC_ALGORITHMS | RSA_ALGORITHMS | frozenset(EC_ALGORITHMS) | {"EdDSA"}
 MIN_HMAC_SECRET_BYTES = 32
 MIN_RSA_BITS = 2048
+
+#: The public members of each JWK key type (RFC 7518 section 6, RFC 8037 section 2). A JWK is built
+#: from these alone, so nothing private (``d``, ``p``, ``q``, ...) can reach it, whatever the exporter
+#: writes; ``key_ops``, which PyJWT adds to RSA keys, is left out too, since RFC 7517 section 4.3
+#: advises against it beside ``use``.
+PUBLIC_JWK_MEMBERS = {"RSA": ("n", "e"), "EC": ("crv", "x", "y"), "OKP": ("crv", "x")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +85,27 @@ class SigningKey:
             raise ConfigurationError(f"key {kid!r}: cannot load the public key PEM: {exc}") from exc
         _check_binding(public, algorithm, kid)
         return cls(kid=kid, algorithm=algorithm, public=public, private=None)
+
+    def public_jwk(self) -> dict[str, str] | None:
+        """The public key as a JWK (RFC 7517) with ``kid``, ``alg`` and ``use: "sig"``, for a JWK Set;
+        ``None`` for an HMAC key, whose one secret signs as well as verifies and is never published.
+
+        The encoding is PyJWT's; only the key type's public members are kept from it.
+        """
+        if self.algorithm in HMAC_ALGORITHMS:
+            return None
+        if self.algorithm in RSA_ALGORITHMS:
+            exported = RSAAlgorithm.to_jwk(self.public, as_dict=True)
+        elif self.algorithm in EC_ALGORITHMS:
+            exported = ECAlgorithm.to_jwk(self.public, as_dict=True)
+        else:
+            exported = OKPAlgorithm.to_jwk(self.public, as_dict=True)
+        kty = exported["kty"]
+        jwk = {"kty": kty, **{name: exported[name] for name in PUBLIC_JWK_MEMBERS[kty]}}
+        if self.kid is not None:
+            jwk["kid"] = self.kid
+        jwk.update(alg=self.algorithm, use="sig")
+        return jwk
 
 
 class KeyRing:
