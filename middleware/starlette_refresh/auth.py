@@ -11,16 +11,17 @@ from typing import Any, Unpack
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Scope
 
 from .access_tokens import AccessTokenCodec
 from .assets import ManagerFiles
 from .clock import Clock, system_clock
-from .endpoints import AuthEndpoints, Transport, token_answer
-from .errors import AuthError, ConfigurationError, StoreUnavailable
+from .endpoints import AuthEndpoints, Transport
+from .errors import ConfigurationError, StoreUnavailable
 from .keys import KeyRing, SigningKey, as_key_ring
+from .logins import LoginAnswer, issue_login
 from .middleware import TokenAuthMiddleware
-from .observe import NullObserver, Observer, log_fields
+from .observe import NullObserver, Observer
 from .redis_urls import redact_url
 from .refresh_tokens import RefreshTokenCodec
 from .revocations import RevocationFeed, RevocationList
@@ -30,7 +31,6 @@ from .shared_clock import SharedClock, is_shared
 from .startup import Startup
 from .store import RedisStore, SessionStore
 from .store_checks import check_store_server
-from .web import check_same_origin, error_answer, root_path, unavailable_answer
 
 logger = logging.getLogger("starlette_refresh")
 
@@ -157,20 +157,29 @@ class TokenAuth:
         ``transport="body"`` (mobile, CLI) the refresh token comes as ``"refresh_token"`` instead.
         A store outage answers 503; a cookie login from another site's page answers 403.
         """
-        if transport not in ("cookie", "body"):
-            raise ValueError("transport must be 'cookie' or 'body'")
-        try:
-            if transport == "cookie":
-                check_same_origin(request.scope, request.headers, self.settings)
-            issued = await self.sessions.login(subject, claims, request.headers.get("user-agent", ""))
-        except StoreUnavailable as exc:
-            logger.warning("login answered 503: %s", exc, extra=log_fields("login", outcome="unavailable"))
-            return unavailable_answer(self.settings)
-        except AuthError as exc:
-            return error_answer(exc)
-        return token_answer(
-            self.settings, issued, transport, root_path(request.scope), planted_by=request.headers
-        )
+        answer = await self.issue_session(request.scope, subject, claims, transport=transport)
+        return answer.response()
+
+    async def issue_session(
+        self,
+        scope: Scope,
+        subject: str,
+        claims: Mapping[str, Any] | None = None,
+        *,
+        transport: Transport = "cookie",
+    ) -> LoginAnswer:
+        """:meth:`login` for a view of any framework: starts a session for ``subject`` on the
+        request whose ASGI ``scope`` is given (``request.scope`` in Django, Litestar and Quart), and
+        returns the answer as data to copy onto the view's own response::
+
+            answer = await auth.issue_session(request.scope, subject="42")
+            # answer.status, answer.body (the JSON object), answer.headers: (name, value) pairs,
+            # Set-Cookie among them, to add one by one (a name may repeat)
+
+        The same checks and answers as :meth:`login`: a cookie login from another site's page is a
+        403, a store outage a 503 (see :class:`~starlette_refresh.logins.LoginAnswer`).
+        """
+        return await issue_login(self.settings, self.sessions, scope, subject, claims, transport)
 
     async def list_sessions(self, subject: str, *, current: str | None = None) -> list[SessionInfo]:
         """The live sessions of ``subject``, oldest first: what ``GET {prefix}/sessions`` shows them.
