@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -19,7 +20,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from starlette_refresh import TokenAuth
+from starlette_refresh import SigningKey, TokenAuth
 from starlette_refresh.clock import Clock, system_clock
 
 SECRET = "test-secret-0123456789-0123456789-0123456789"
@@ -86,11 +87,13 @@ def build_app(auth: TokenAuth) -> Starlette:
 def auth_from_env() -> TokenAuth:
     """A TokenAuth configured by ``SR_REDIS_URL``, ``SR_SECRET``, the ``SR_*_TTL`` variables,
     ``SR_LEEWAY``, ``SR_STORE_TIMEOUT``, ``SR_REPLICA_ACKS``, ``SR_REPLICA_ACK_TIMEOUT``, and
-    ``SR_CLOCK_SKEW`` (seconds this process's clock is off, to play an unsynchronised host)."""
+    ``SR_CLOCK_SKEW`` (seconds this process's clock is off, to play an unsynchronised host), and
+    ``SR_KEYS`` (asymmetric signing keys, see :func:`keys_from_env`)."""
     env = os.environ
     return TokenAuth(
         clock=host_clock(float(env.get("SR_CLOCK_SKEW", "0"))),
         secret_key=env.get("SR_SECRET", SECRET),
+        keys=keys_from_env(env.get("SR_KEYS", "")),
         redis_url=env["SR_REDIS_URL"],
         access_ttl=int(env.get("SR_ACCESS_TTL", "900")),
         refresh_ttl=int(env.get("SR_REFRESH_TTL", "3600")),
@@ -102,6 +105,21 @@ def auth_from_env() -> TokenAuth:
         exclude=["/login", "/public", "/health"],
         cookie_secure=False,
     )
+
+
+def keys_from_env(spec: str) -> list[SigningKey] | None:
+    """The key ring of ``SR_KEYS``: comma-separated ``kid:algorithm:pem-path`` entries, a private PEM
+    for a key that signs and a public one for a verify-only key; the first private key signs.
+    Empty: None, and access tokens are signed with ``SR_SECRET`` (HS256)."""
+    keys = []
+    for entry in filter(None, spec.split(",")):
+        kid, algorithm, path = entry.split(":", 2)
+        pem = Path(path).read_bytes()
+        if b"PRIVATE KEY" in pem:
+            keys.append(SigningKey.from_pem(pem, kid=kid, algorithm=algorithm))
+        else:
+            keys.append(SigningKey.verify_only(pem, kid=kid, algorithm=algorithm))
+    return keys or None
 
 
 def host_clock(skew: float) -> Clock:
