@@ -5,7 +5,7 @@
  * Keeps a short-lived access token in memory and renews it through the HttpOnly refresh cookie:
  * proactively before expiry, at once after a sleep or a throttled timer, at most once at a time per
  * tab and across tabs (Web Locks + BroadcastChannel), retrying outages with backoff and logging out
- * only when the server says the session is over (400, or 401 invalid_grant).
+ * only when the server says the session is over (400 invalid_grant or invalid_request; 401 from older servers).
  *
  * Dependency-free ES module, no build step. Every browser API is injectable, so it runs in Node too;
  * nothing touches window, document, navigator or localStorage at import time.
@@ -562,7 +562,8 @@ export class RefreshManager extends EventTarget {
       return { kind: "failed", error, label: `${status} malformed answer` };
     }
     if (status === 400 || status === 401) {
-      const reason = status === 401 ? "invalid_grant" : "no_session";
+      // invalid_grant is 400 (RFC 6749 section 5.2); servers before it answered 401
+      const reason = code === "invalid_grant" || status === 401 ? "invalid_grant" : "no_session";
       return { kind: "ended", reason, code: code ?? (status === 401 ? "invalid_grant" : "invalid_request") };
     }
     const text = label(status, code);

@@ -16,6 +16,7 @@ from .errors import (
     InvalidToken,
     StarletteRefreshError,
     StoreUnavailable,
+    UnsupportedGrantType,
 )
 from .keys import KeyRing, SigningKey
 from .observe import Observer
@@ -39,6 +40,7 @@ __all__ = [
     "StoreUnavailable",
     "TokenAuth",
     "TokenUser",
+    "UnsupportedGrantType",
 ]
 
 __version__ = "0.1.0"

@@ -16,9 +16,10 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .access_tokens import AccessTokenCodec
-from .errors import AuthError, InvalidRequest, InvalidToken, StoreUnavailable
+from .errors import AuthError, InvalidRequest, InvalidToken, StoreUnavailable, UnsupportedGrantType
 from .observe import log_fields
 from .planted_cookies import delete_planted_cookies
+from .refresh_tokens import looks_like_refresh_token
 from .sessions import IssuedSession, SessionService
 from .settings import Settings
 from .web import (
@@ -30,7 +31,7 @@ from .web import (
     error_answer,
     json_answer,
     query_carries_token,
-    read_json_object,
+    read_parameters,
     root_path,
     route_path,
     set_refresh_cookie,
@@ -92,6 +93,7 @@ class AuthEndpoints:
             f"{prefix}/logout": ("POST", self.logout),
             f"{prefix}/logout-all": ("POST", self.logout_all),
             f"{prefix}/sessions": ("GET", self.list_sessions),
+            f"{prefix}/revoke": ("POST", self.revoke),
         }
         self._session_path = f"{prefix}/sessions/"
         self._below_prefix = f"{prefix}/"
@@ -201,9 +203,37 @@ class AuthEndpoints:
             clear_refresh_cookie(response, self.settings, root_path(request.scope))
         return response
 
+    async def revoke(self, request: Request) -> Response:
+        """``POST {prefix}/revoke`` (RFC 7009): ends the session of a refresh or access token; 200.
+
+        Answered 200 for any well-formed request, whether the token was known, valid or already
+        revoked (RFC 7009 section 2.2), so the answer tells a caller nothing about a token it holds.
+        Refresh and access tokens cannot be mistaken for one another, so ``token_type_hint`` is
+        accepted and not needed.
+        """
+        body, _ = await read_parameters(request, self.settings.max_body_bytes)
+        token = body.get("token")
+        if not isinstance(token, str) or not token:
+            raise InvalidRequest("token is required: the refresh or access token to revoke")
+        if "token_type_hint" in body and not isinstance(body["token_type_hint"], str):
+            raise InvalidRequest("token_type_hint must be a string")
+        if looks_like_refresh_token(token):
+            await self.service.logout(token)
+        else:
+            claims = self._claims_or_none(token)
+            if claims is not None:
+                await self.service.logout(None, (claims["sub"], claims["sid"]))
+        return json_answer(200, None)
+
     async def _refresh_token_of(self, request: Request, *, required: bool) -> tuple[str | None, Transport]:
-        """The presented refresh token and how it came."""
-        body = await read_json_object(request, self.settings.max_body_bytes)
+        """The presented refresh token and how it came: the cookie, a JSON body, or an RFC 6749
+        section 6 form (``grant_type=refresh_token``; its other fields, such as ``client_id`` and
+        ``scope``, are ignored)."""
+        body, is_form = await read_parameters(request, self.settings.max_body_bytes)
+        if is_form and "grant_type" not in body:
+            raise InvalidRequest("grant_type is required: grant_type=refresh_token")
+        if "grant_type" in body and body["grant_type"] != "refresh_token":
+            raise UnsupportedGrantType("only grant_type=refresh_token is supported here")
         body_token = body.get("refresh_token")
         if body_token is not None and (not isinstance(body_token, str) or not body_token):
             raise InvalidRequest("refresh_token must be a non-empty string")
@@ -234,6 +264,13 @@ class AuthEndpoints:
     def _optional_claims(self, request: Request) -> Mapping[str, Any] | None:
         try:
             token = bearer_token(authorization_values(request.scope))
-            return self.access.verify(token) if token else None
+        except AuthError:
+            return None
+        return self._claims_or_none(token) if token else None
+
+    def _claims_or_none(self, token: str) -> Mapping[str, Any] | None:
+        """The claims of a valid access token, else None (expired, revoked, forged or garbage)."""
+        try:
+            return self.access.verify(token)
         except AuthError:
             return None

@@ -41,10 +41,18 @@ class InvalidRequest(AuthError):
 
 
 class InvalidGrant(AuthError):
-    """The refresh token is unknown, expired, revoked or reused."""
+    """The refresh token is unknown, expired, revoked or reused: 400, as RFC 6749 section 5.2 says
+    (401 is for a client that failed to authenticate itself, which public clients never do)."""
 
-    status_code = 401
+    status_code = 400
     error = "invalid_grant"
+
+
+class UnsupportedGrantType(AuthError):
+    """A token request with a ``grant_type`` other than ``refresh_token`` (RFC 6749 section 5.2)."""
+
+    status_code = 400
+    error = "unsupported_grant_type"
 
 
 class InvalidToken(AuthError):

@@ -297,8 +297,15 @@ _CHALLENGE_HEADER: dict[str, Any] = {
         "schema": {"type": "string"},
     }
 }
+_FORM = "application/x-www-form-urlencoded"
 _RETRY_AFTER_HEADER: dict[str, Any] = {
     "Retry-After": {"description": "seconds", "required": True, "schema": {"type": "string"}}
+}
+
+_REFRESH_TOKEN_PROPERTY: dict[str, Any] = {
+    "type": ["string", "null"],
+    "minLength": 1,
+    "description": "or send the refresh cookie (null counts as absent); both at once must be the same token",
 }
 
 _SCHEMAS: dict[str, Any] = {
@@ -315,13 +322,32 @@ _SCHEMAS: dict[str, Any] = {
     "RefreshRequest": {
         "type": "object",
         "properties": {
-            "refresh_token": {
-                "type": ["string", "null"],
-                "minLength": 1,
-                "description": (
-                    "or send the refresh cookie (null counts as absent); both at once must be the same token"
-                ),
-            }
+            "grant_type": {"type": "string", "enum": ["refresh_token"], "description": "optional in JSON"},
+            "refresh_token": _REFRESH_TOKEN_PROPERTY,
+        },
+    },
+    "LogoutRequest": {
+        "type": "object",
+        "properties": {"refresh_token": _REFRESH_TOKEN_PROPERTY},
+    },
+    "RefreshForm": {
+        "type": "object",
+        "description": "RFC 6749 section 6; other fields (client_id, client_secret, scope) are ignored",
+        "required": ["grant_type", "refresh_token"],
+        "properties": {
+            "grant_type": {"type": "string", "enum": ["refresh_token"]},
+            "refresh_token": {"type": "string", "minLength": 1},
+            "client_id": {"type": "string"},
+            "scope": {"type": "string"},
+        },
+    },
+    "RevocationRequest": {
+        "type": "object",
+        "description": "RFC 7009 section 2.1, as a form or as JSON",
+        "required": ["token"],
+        "properties": {
+            "token": {"type": "string", "minLength": 1, "description": "a refresh or an access token"},
+            "token_type_hint": {"type": "string", "description": "accepted, not needed"},
         },
     },
     "AuthError": {
@@ -367,7 +393,14 @@ def _auth_paths(prefix: str, cookie: str) -> dict[str, Any]:
     cross_site = _error(_CROSS_SITE)
     malformed = _error(_MALFORMED_AUTHORIZATION)
     unauthorized = {"description": _UNAUTHORIZED, **_ref("Unauthorized"), "headers": _CHALLENGE_HEADER}
-    body = {"required": False, **_ref("RefreshRequest")}
+    body = {"required": False, **_ref("LogoutRequest")}
+    refresh_body = {
+        "required": False,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/RefreshRequest"}},
+            _FORM: {"schema": {"$ref": "#/components/schemas/RefreshForm"}},
+        },
+    }
     refresh_cookie = {
         "name": cookie,
         "in": "cookie",
@@ -387,14 +420,15 @@ def _auth_paths(prefix: str, cookie: str) -> dict[str, Any]:
                     "revokes the session."
                 ),
                 "parameters": [refresh_cookie],
-                "requestBody": body,
+                "requestBody": refresh_body,
                 "responses": {
                     "200": {"description": "rotated", **_ref("TokenAnswer")},
                     "400": _error(
+                        "invalid_grant (RFC 6749 section 5.2): an unknown, expired, revoked or reused "
+                        "token; unsupported_grant_type: a grant_type other than refresh_token; "
                         "invalid_request: no token, the cookie and the body disagree, a malformed body, "
                         "or a token in the query string"
                     ),
-                    "401": _error("invalid_grant: unknown, expired, revoked or reused token"),
                     "403": cross_site,
                     "503": unavailable,
                 },
@@ -417,6 +451,29 @@ def _auth_paths(prefix: str, cookie: str) -> dict[str, Any]:
                         "invalid_request: the cookie and the body disagree, a malformed body, or a token "
                         "in the query string"
                     ),
+                    "403": cross_site,
+                    "503": unavailable,
+                },
+            }
+        },
+        f"{prefix}/revoke": {
+            "post": {
+                "tags": ["auth"],
+                "summary": "Revoke a refresh or access token (RFC 7009): its session ends",
+                "description": (
+                    "Answers 200 whether or not the token was known, valid or already revoked, as RFC "
+                    "7009 section 2.2 says."
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/RevocationRequest"}},
+                        _FORM: {"schema": {"$ref": "#/components/schemas/RevocationRequest"}},
+                    },
+                },
+                "responses": {
+                    "200": {"description": "revoked, or nothing to revoke"},
+                    "400": _error("invalid_request: no token, or a malformed body"),
                     "403": cross_site,
                     "503": unavailable,
                 },

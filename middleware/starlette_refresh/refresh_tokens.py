@@ -86,6 +86,12 @@ class RefreshTokenCodec:
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+def looks_like_refresh_token(token: str) -> bool:
+    """True for a string in the refresh-token format (MAC unchecked): never true of a JWT, whose
+    first segment is base64url of a JSON object."""
+    return token.startswith(TOKEN_PREFIX + ".")
+
+
 def fingerprint(token: str | bytes) -> str:
     """A short, non-reversible tag of a token for log lines; never log the token itself."""
     raw = token.encode("utf-8", "surrogateescape") if isinstance(token, str) else token

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -182,8 +183,18 @@ def check_same_origin(scope: Scope, headers: Headers, settings: Settings) -> Non
         raise CrossSiteRequest("cross-site requests may not use the refresh cookie")
 
 
-async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
-    """The request's JSON object body, ``{}`` when empty; InvalidRequest for anything else."""
+FORM = "application/x-www-form-urlencoded"
+# More fields than any OAuth2 request has; a body with more is refused before it is looked at.
+_MAX_FORM_FIELDS = 32
+# The form parameters the endpoints read: each may come once (RFC 6749 section 3.2). Any other is
+# ignored, repeated or not (section 3.1).
+_READ_PARAMETERS = frozenset({"grant_type", "refresh_token", "token", "token_type_hint"})
+
+
+async def read_parameters(request: Request, limit: int) -> tuple[dict[str, Any], bool]:
+    """The request's parameters and whether they came as a form: a JSON object, or an OAuth2 form
+    (``application/x-www-form-urlencoded``, RFC 6749 appendix B), ``{}`` when there is no body.
+    InvalidRequest for anything else, or for a form giving a parameter we read twice."""
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise InvalidRequest(
@@ -198,14 +209,31 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
         chunks.append(chunk)
     body = b"".join(chunks)
     if not body:  # no body at all; one of only whitespace is malformed JSON, like any other
-        return {}
+        return {}, False
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == FORM:
+        return _form_fields(body), True
     if media_type != "application/json":
-        raise InvalidRequest("the request body must be JSON (Content-Type: application/json)")
+        raise InvalidRequest(f"the request body must be JSON (application/json) or a form ({FORM})")
     try:
         value = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: RecursionError
         raise InvalidRequest("the request body is not valid JSON") from exc
     if not isinstance(value, dict):
         raise InvalidRequest("the request body must be a JSON object")
-    return value
+    return value, False
+
+
+def _form_fields(body: bytes) -> dict[str, str]:
+    try:
+        pairs = parse_qsl(
+            body.decode("utf-8"), keep_blank_values=True, strict_parsing=True, max_num_fields=_MAX_FORM_FIELDS
+        )
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest("the request body is not a valid form") from exc
+    fields: dict[str, str] = {}
+    for name, value in pairs:
+        if name in fields and name in _READ_PARAMETERS:
+            raise InvalidRequest(f"the form gives {name!r} more than once")
+        fields.setdefault(name, value)
+    return fields

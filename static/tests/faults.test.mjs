@@ -417,7 +417,7 @@ describe("a superseded refresh lets go at once (duties 8, 13)", () => {
 describe("a new login supersedes any refresh in flight (duty 13)", () => {
   const LOGIN = { access_token: "new-login", expires_in: 900 };
   for (const [name, answer] of [["a token", (world) => world.server.issue()],
-    ["401 invalid_grant", () => answers.error(401, "invalid_grant")], ["400 invalid_request", () => answers.error(400, "invalid_request")]]) {
+    ["400 invalid_grant", () => answers.error(400, "invalid_grant")], ["400 invalid_request", () => answers.error(400, "invalid_request")]]) {
     it(`setSession() while a refresh is out: its answer (${name}) neither replaces the login's token nor logs it out`, async () => {
       const world = makeWorld();
       const tab = world.openTab();
@@ -456,7 +456,7 @@ describe("a new login supersedes any refresh in flight (duty 13)", () => {
     await settle();
     b.manager.setSession(LOGIN);
     await settle();
-    reply.resolve(answers.error(401, "invalid_grant"));
+    reply.resolve(answers.error(400, "invalid_grant"));
     assert.equal(await flight, true);
     await settle();
     assert.equal(a.manager.accessToken, "new-login");

@@ -127,7 +127,7 @@ describe("fetch()", () => {
   it("returns the 401 when the refresh ends the session", async () => {
     const { manager, server, tab } = await loggedIn();
     rejectFirst(server, 1);
-    server.refreshQueue.push(() => answers.error(401, "invalid_grant"));
+    server.refreshQueue.push(() => answers.error(400, "invalid_grant"));
     const response = await manager.fetch("/api/me");
     assert.equal(response.status, 401);
     assert.equal(server.apiCalls.length, 1);

@@ -4,7 +4,7 @@
 // Each sequence builds one fake browser from fakes.mjs (one clock, storage, set of Web Locks and
 // BroadcastChannel bus, and a server with sessions and a cookie jar) and drives it through random
 // commands: tabs opened (a new manager, or start() again on a stopped one) and closed (stop());
-// refreshes that answer, fail (503, Retry-After, network error, 403, 401 invalid_grant), hang, or
+// refreshes that answer, fail (503, Retry-After, network error, 403, 400 invalid_grant), hang, or
 // wait until a later command answers them (races); logins (setSession()) and logouts; wake events;
 // fetch() calls against an API that may refuse every token; a frozen tab holding the cross-tab lock;
 // a paused channel; token lifetimes short enough for the floor to matter; clocks that advance, jump
@@ -96,7 +96,7 @@ const lockContext = new AsyncLocalStorage();
 
 /**
  * The server, with sessions and the browser's cookie jar: a refresh answers for the session whose
- * cookie it carried (a token while that session lives, else 401 invalid_grant), unless a fault was
+ * cookie it carried (a token while that session lives, else 400 invalid_grant), unless a fault was
  * chosen for it. Logins make new sessions; a logout ends the jar's session. Every token is recorded
  * with its session and its expiry by the TRUE time (which setWall does not move).
  */
@@ -146,7 +146,7 @@ class ModelServer extends FakeServer {
   decide(request) {
     return request.session !== null && this.sessions.get(request.session)
       ? answers.token(this.mint(request.session), this.lifetime)
-      : answers.error(401, "invalid_grant");
+      : answers.error(400, "invalid_grant");
   }
 
   answer(kind, request) {
@@ -158,9 +158,9 @@ class ModelServer extends FakeServer {
       case "hang": return new Promise(() => {}); // ignores its signal too
       case "held": return new Promise((resolve) => this.held.push({ request, resolve }));
       case "403": return Promise.resolve(answers.error(403, "cross_site_request"));
-      case "401": // the session was revoked (a reuse, an admin): 401 invalid_grant, the cookie cleared
+      case "invalid_grant": // the session was revoked (a reuse, an admin): 400 invalid_grant, the cookie cleared
         this.end(request.session);
-        return Promise.resolve(answers.error(401, "invalid_grant"));
+        return Promise.resolve(answers.error(400, "invalid_grant"));
       default: throw new Error(`no answer ${kind}`);
     }
   }
@@ -277,7 +277,7 @@ class Browser {
       const opened = this.world.openTab(name, { ...OPTIONS, locks: this.#locksFor(tab) });
       Object.assign(tab, opened);
       this.#instrument(tab);
-      // A refresh answered 401 invalid_grant in a tab that held a token: the session is over, and that
+      // A refresh answered 400 invalid_grant in a tab that held a token: the session is over, and that
       // is a logout too, "in every tab" (the README's fault table). `held`: the token when the refresh
       // started (see #instrument), or one that came since.
       tab.manager.addEventListener("refreshed", (event) => (tab.held = event.detail.accessToken));
@@ -698,7 +698,7 @@ class WorldCommand {
 
 const slot = fc.integer({ min: 0, max: SLOTS - 1 });
 // "held" most: a refresh answer that waits while other commands run is what makes races
-const ONE_SHOT = fc.constantFrom("held", "held", "held", "ok", "503", "503-retry-after", "network", "hang", "403", "401");
+const ONE_SHOT = fc.constantFrom("held", "held", "held", "ok", "503", "503-retry-after", "network", "hang", "403", "invalid_grant");
 const COMMANDS = fc.oneof(
   { weight: 4, arbitrary: fc.tuple(slot, fc.boolean()).map(([s, fresh]) => new OpenTab(s, fresh)) },
   { weight: 2, arbitrary: slot.map((s) => new CloseTab(s)) },
@@ -709,7 +709,7 @@ const COMMANDS = fc.oneof(
   { weight: 3, arbitrary: fc.tuple(slot, fc.constantFrom("focus", "online", "pageshow", "hidden", "visible")).map(([s, k]) => new Wake(s, k)) },
   { weight: 4, arbitrary: ONE_SHOT.map((kind) => new WorldCommand(`next refresh answers ${kind}`, (b) => void b.server.oneShot.push(kind))) },
   { weight: 3, arbitrary: fc.constantFrom("ok", "ok", "503", "network", "hang", "held", "held").map((mode) => new WorldCommand(`server mode ${mode}`, (b) => void (b.server.mode = mode))) },
-  { weight: 6, arbitrary: fc.constantFrom("ok", "ok", "401", "503").map((kind) => new WorldCommand(`release a held refresh: ${kind}`, (b) => void b.server.release(kind))) },
+  { weight: 6, arbitrary: fc.constantFrom("ok", "ok", "invalid_grant", "503").map((kind) => new WorldCommand(`release a held refresh: ${kind}`, (b) => void b.server.release(kind))) },
   { weight: 2, arbitrary: fc.boolean().map((on) => new WorldCommand(`api ${on ? "rejects every token" : "checks tokens"}`, (b) => void (b.server.apiRejects = on))) },
   { weight: 1, arbitrary: fc.constantFrom(LIFETIME_S, 2, 0.01).map((s) => new WorldCommand(`tokens live ${s} s`, (b) => b.server.setLifetime(s))) },
   { weight: 8, arbitrary: fc.constantFrom(100, 100, 500, 1_000, 1_000, 2_000, 5_000, 10_000, 30_000, 60_000).map((ms) => new WorldCommand(`advance ${ms}`, (b) => b.clock.advance(ms), true)) },
@@ -792,7 +792,7 @@ describe("found by the model", () => {
     await settle();
     await b.manager.logout();
     await settle();
-    world.server.refreshQueue.push(() => answers.error(401, "invalid_grant")); // the logout ended the session
+    world.server.refreshQueue.push(() => answers.error(400, "invalid_grant")); // the logout ended the session
     assert.equal(await a.manager.start(), false, "restores through the cookie, which the logout cleared");
     assert.equal(a.manager.accessToken, null);
     assert.equal(a.manager.state, "logged-out");
@@ -869,7 +869,7 @@ describe("found by the model", () => {
     await settle();
     world.bus.paused = true; // b's login is on its way to a
     b.manager.setSession({ access_token: "new-login", expires_in: 900 });
-    reply.resolve(answers.error(401, "invalid_grant")); // the answer for the session the login replaced
+    reply.resolve(answers.error(400, "invalid_grant")); // the answer for the session the login replaced
     assert.equal(await flight, true, "superseded by the login: its callers learn the tab is logged in");
     world.bus.resume();
     await settle();
@@ -940,7 +940,7 @@ describe("found by the model", () => {
     const waiting = [tab.manager.fetch("/api/b"), tab.manager.fetch("/api/c")]; // rejected: they wait for the floor
     await settle();
     await tab.manager.logout();
-    world.server.refreshQueue.push(...Array(5).fill(() => answers.error(401, "invalid_grant")));
+    world.server.refreshQueue.push(...Array(5).fill(() => answers.error(400, "invalid_grant")));
     await world.clock.advance(1_000);
     assert.deepEqual((await Promise.all(waiting)).map((response) => response.status), [401, 401]);
     assert.equal(world.server.refreshCalls.length, 2, "no refresh for a tab that logged out meanwhile");

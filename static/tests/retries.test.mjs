@@ -98,7 +98,7 @@ describe("retryable failures", () => {
 });
 
 describe("definite answers", () => {
-  for (const [status, error, reason] of [[401, "invalid_grant", "invalid_grant"], [400, "invalid_request", "no_session"]]) {
+  for (const [status, error, reason] of [[400, "invalid_grant", "invalid_grant"], [401, "invalid_grant", "invalid_grant"], [400, "invalid_request", "no_session"]]) {
     it(`${status} ${error} logs out, clears timers and stops refreshing`, async () => {
       const world = makeWorld();
       const tab = world.openTab();

@@ -39,7 +39,8 @@ describe("start() and the token in memory", () => {
     assert.deepEqual(Object.keys(state).sort(), ["id", "refreshedAt"]);
   });
 
-  for (const [status, error, reason] of [[400, "invalid_request", "no_session"], [401, "invalid_grant", "invalid_grant"]]) {
+  // invalid_grant is 400 (RFC 6749 section 5.2); servers before starlette-refresh 0.2 answered it 401
+  for (const [status, error, reason] of [[400, "invalid_request", "no_session"], [400, "invalid_grant", "invalid_grant"], [401, "invalid_grant", "invalid_grant"]]) {
     it(`resolves false on ${status} ${error}, with no timer left`, async () => {
       const world = makeWorld();
       world.server.refreshQueue.push(() => answers.error(status, error));
@@ -211,7 +212,7 @@ describe("logs", () => {
     await one.manager.fetch("/api/x");
     one.manager.setSession({ access_token: "login-token-SECRET", expires_in: 300 });
     await settle();
-    world.server.refreshQueue.push(() => answers.error(401, "invalid_grant"));
+    world.server.refreshQueue.push(() => answers.error(400, "invalid_grant"));
     await two.manager.refresh();
     await settle();
     const tokens = [...world.server.issued, "login-token-SECRET"];

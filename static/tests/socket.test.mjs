@@ -137,7 +137,7 @@ describe("connecting", () => {
 
   it("closes for good, with no socket, when there is no session", async () => {
     const world = makeWorld();
-    world.server.refreshQueue.push(() => answers.error(401, "invalid_grant"));
+    world.server.refreshQueue.push(() => answers.error(400, "invalid_grant"));
     const s = await connect({ world, start: false });
     assert.equal(s.sockets.length, 0);
     assert.equal(s.ws.state, "closed");
@@ -218,7 +218,7 @@ describe("token expiry (4401)", () => {
   it("a revoked session: the refresh fails and the socket closes for good", async () => {
     const s = await connect();
     s.last.accept();
-    s.world.server.refreshQueue.push(() => answers.error(401, "invalid_grant"));
+    s.world.server.refreshQueue.push(() => answers.error(400, "invalid_grant"));
     s.last.drop(4401, "session revoked");
     await settle();
     assert.equal(s.ws.state, "closed");

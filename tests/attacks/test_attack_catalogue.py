@@ -60,7 +60,14 @@ BAD = "malformed token"
 RT_BAD = "refresh token is invalid"
 RT_GONE = "refresh token is invalid or revoked"
 TOO_BIG = f"request body larger than {MAX_BODY} bytes"
-NOT_JSON_TYPE = "the request body must be JSON (Content-Type: application/json)"
+NOT_JSON_TYPE = (
+    "the request body must be JSON (application/json) or a form (application/x-www-form-urlencoded)"
+)
+NO_GRANT_TYPE = "grant_type is required: grant_type=refresh_token"
+OTHER_GRANT = "only grant_type=refresh_token is supported here"
+BAD_FORM = "the request body is not a valid form"
+FORM_GRANT = b"grant_type=refresh_token&refresh_token="
+PASSWORD_GRANT = b"grant_type=password&username=a"
 DISAGREE = "the refresh cookie and the body carry different refresh tokens"
 QUERY_RT = "tokens in the query string are refused; send them in a header or body"
 QUERY_AT = "tokens in the query string are refused; send Authorization: Bearer"
@@ -390,6 +397,7 @@ class Case:
 C = Case
 HS, RSA, EC, STRICT = "hs", "rsa", "ec", "strict"
 INV_T, INV_G, INV_R, XSITE = "invalid_token", "invalid_grant", "invalid_request", "cross_site_request"
+UNSUP_G = "unsupported_grant_type"
 NONE_HEADER = {"alg": "none", "typ": "at+jwt"}
 AT_HEADER = {"alg": "HS256", "typ": "at+jwt"}
 NONE_UPPER = {"alg": "NONE", "typ": "at+jwt"}
@@ -564,26 +572,26 @@ CATALOGUE: list[Case] = [
     C("rt/empty-in-body", HS, 400, INV_R, NOT_STR, in_body(lambda x: "")),
     C("rt/empty-cookie", HS, 400, INV_R, NO_RT, in_cookie(lambda x: "")),
     C("rt/not-a-string", HS, 400, INV_R, NOT_STR, in_body(lambda x: 123)),
-    C("rt/oversized-257-chars", HS, 401, INV_G, RT_BAD, in_body(lambda x: rt(x) + "A" * 200)),
-    C("rt/oversized-15kb-in-body", HS, 401, INV_G, RT_BAD, in_body(lambda x: "A" * 15_000)),
-    C("rt/oversized-8kb-cookie", HS, 401, INV_G, RT_BAD, in_cookie(lambda x: "A" * 8_192)),
-    C("rt/wrong-shape-4-parts", HS, 401, INV_G, RT_BAD, in_body(lambda x: "srt1.a.b.c")),
-    C("rt/wrong-shape-6-parts", HS, 401, INV_G, RT_BAD, in_body(lambda x: rt(x) + ".x")),
-    C("rt/wrong-prefix", HS, 401, INV_G, RT_BAD, in_body(lambda x: "srt2" + rt(x)[4:])),
-    C("rt/access-token-as-refresh-token", HS, 401, INV_G, RT_BAD, in_body(lambda x: x.login()[0])),
-    C("rt/bad-mac", HS, 401, INV_G, RT_BAD, in_body(lambda x: flip_tail(rt(x)))),
-    C("rt/bad-mac-in-cookie", HS, 401, INV_G, RT_BAD, in_cookie(lambda x: flip_tail(rt(x)))),
-    C("rt/mac-of-another-secret", HS, 401, INV_G, RT_BAD, in_body(lambda x: foreign_refresh_token())),
-    C("rt/unknown-family", HS, 401, INV_G, RT_GONE, in_body(lambda x: x.minted(0, session_id=SID))),
-    C("rt/unknown-family-of-unknown-user", HS, 401, INV_G, RT_GONE, in_body(unknown_user_token)),
-    C("rt/counter-above-max", HS, 401, INV_G, RT_BAD, in_body(lambda x: x.minted(MAX_GENERATION + 1))),
-    C("rt/counter-17-digits", HS, 401, INV_G, RT_BAD, in_body(lambda x: x.minted(10**16))),
-    C("rt/counter-negative", HS, 401, INV_G, RT_BAD, in_body(lambda x: x.minted(-1))),
-    C("rt/leading-space", HS, 401, INV_G, RT_BAD, in_body(lambda x: " " + rt(x))),
-    C("rt/trailing-newline", HS, 401, INV_G, RT_BAD, in_body(lambda x: rt(x) + "\n")),
-    C("rt/tab-inside", HS, 401, INV_G, RT_BAD, in_body(lambda x: rt(x).replace(".", ".\t", 1))),
-    C("rt/nul-byte-in-body", HS, 401, INV_G, RT_BAD, in_body(lambda x: rt(x) + "\x00")),
-    C("rt/nul-byte-in-cookie", HS, 401, INV_G, RT_BAD, in_cookie(lambda x: rt(x) + "\x00")),
+    C("rt/oversized-257-chars", HS, 400, INV_G, RT_BAD, in_body(lambda x: rt(x) + "A" * 200)),
+    C("rt/oversized-15kb-in-body", HS, 400, INV_G, RT_BAD, in_body(lambda x: "A" * 15_000)),
+    C("rt/oversized-8kb-cookie", HS, 400, INV_G, RT_BAD, in_cookie(lambda x: "A" * 8_192)),
+    C("rt/wrong-shape-4-parts", HS, 400, INV_G, RT_BAD, in_body(lambda x: "srt1.a.b.c")),
+    C("rt/wrong-shape-6-parts", HS, 400, INV_G, RT_BAD, in_body(lambda x: rt(x) + ".x")),
+    C("rt/wrong-prefix", HS, 400, INV_G, RT_BAD, in_body(lambda x: "srt2" + rt(x)[4:])),
+    C("rt/access-token-as-refresh-token", HS, 400, INV_G, RT_BAD, in_body(lambda x: x.login()[0])),
+    C("rt/bad-mac", HS, 400, INV_G, RT_BAD, in_body(lambda x: flip_tail(rt(x)))),
+    C("rt/bad-mac-in-cookie", HS, 400, INV_G, RT_BAD, in_cookie(lambda x: flip_tail(rt(x)))),
+    C("rt/mac-of-another-secret", HS, 400, INV_G, RT_BAD, in_body(lambda x: foreign_refresh_token())),
+    C("rt/unknown-family", HS, 400, INV_G, RT_GONE, in_body(lambda x: x.minted(0, session_id=SID))),
+    C("rt/unknown-family-of-unknown-user", HS, 400, INV_G, RT_GONE, in_body(unknown_user_token)),
+    C("rt/counter-above-max", HS, 400, INV_G, RT_BAD, in_body(lambda x: x.minted(MAX_GENERATION + 1))),
+    C("rt/counter-17-digits", HS, 400, INV_G, RT_BAD, in_body(lambda x: x.minted(10**16))),
+    C("rt/counter-negative", HS, 400, INV_G, RT_BAD, in_body(lambda x: x.minted(-1))),
+    C("rt/leading-space", HS, 400, INV_G, RT_BAD, in_body(lambda x: " " + rt(x))),
+    C("rt/trailing-newline", HS, 400, INV_G, RT_BAD, in_body(lambda x: rt(x) + "\n")),
+    C("rt/tab-inside", HS, 400, INV_G, RT_BAD, in_body(lambda x: rt(x).replace(".", ".\t", 1))),
+    C("rt/nul-byte-in-body", HS, 400, INV_G, RT_BAD, in_body(lambda x: rt(x) + "\x00")),
+    C("rt/nul-byte-in-cookie", HS, 400, INV_G, RT_BAD, in_cookie(lambda x: rt(x) + "\x00")),
     # RFC 6265 parsing trims whitespace around a cookie value: the genuine token still works.
     C("rt/cookie-value-between-spaces", HS, 200, None, None, in_cookie(lambda x: f"  {rt(x)}  ")),
     C("rt/in-query-string", HS, 400, INV_R, QUERY_RT, query_refresh),
@@ -598,7 +606,20 @@ CATALOGUE: list[Case] = [
     C("http/deeply-nested-body-on-logout", HS, 400, INV_R, NOT_JSON, raw(NESTED_JSON, JSON, "/auth/logout")),
     C("http/json-array", HS, 400, INV_R, NOT_OBJECT, raw(b'["refresh_token"]', JSON)),
     C("http/content-type-text-plain", HS, 400, INV_R, NOT_JSON_TYPE, raw(JSON_BODY, "text/plain")),
-    C("http/content-type-form", HS, 400, INV_R, NOT_JSON_TYPE, raw(b"refresh_token=x", FORM)),
+    C("http/form-without-grant-type", HS, 400, INV_R, NO_GRANT_TYPE, raw(b"refresh_token=x", FORM)),
+    C("http/form-password-grant", HS, 400, UNSUP_G, OTHER_GRANT, raw(PASSWORD_GRANT, FORM)),
+    C("http/json-password-grant", HS, 400, UNSUP_G, OTHER_GRANT, raw(b'{"grant_type":"password"}', JSON)),
+    C("http/form-forged-token", HS, 400, INV_G, RT_BAD, raw(FORM_GRANT + b"x", FORM)),
+    C(
+        "http/form-refresh-token-twice",
+        HS,
+        400,
+        INV_R,
+        "the form gives 'refresh_token' more than once",
+        raw(b"grant_type=refresh_token&refresh_token=a&refresh_token=b", FORM),
+    ),
+    C("http/form-not-utf8", HS, 400, INV_R, BAD_FORM, raw(FORM_GRANT + b"\xff", FORM)),
+    C("http/form-malformed-pair", HS, 400, INV_R, BAD_FORM, raw(b"grant_type", FORM)),
     C("http/content-type-missing", HS, 400, INV_R, NOT_JSON_TYPE, raw(JSON_BODY, None)),
     C("http/body-16KiB-plus-1", HS, 400, INV_R, TOO_BIG, raw(padded_json(MAX_BODY + 1), JSON)),
     C("http/body-1MiB", HS, 400, INV_R, TOO_BIG, raw(padded_json(1 << 20), JSON)),

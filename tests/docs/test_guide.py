@@ -140,7 +140,7 @@ def assert_ended(client: TestClient, browser: Device) -> None:
     answer = client.get("/api/notes", headers=browser.bearer)
     assert (answer.status_code, answer.json()) == (401, REVOKED)
     answer = refresh(client, browser)
-    assert (answer.status_code, answer.json()["error"]) == (401, "invalid_grant")
+    assert (answer.status_code, answer.json()["error"]) == (400, "invalid_grant")
 
 
 def live_sessions(client: TestClient, auth: TokenAuth, subject: str) -> int:

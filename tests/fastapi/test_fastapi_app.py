@@ -131,7 +131,7 @@ def test_openapi_shows_the_bearer_scheme_and_the_auth_endpoints(notes: TestClien
     assert schema["paths"]["/notes"]["post"]["security"] == [{"HTTPBearer": []}]
     assert "security" not in schema["paths"]["/login"]["post"]
     refresh = schema["paths"]["/auth/refresh"]["post"]
-    assert set(refresh["responses"]) == {"200", "400", "401", "403", "503"}
+    assert set(refresh["responses"]) == {"200", "400", "403", "503"}
     assert refresh["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/TokenAnswer"
     }

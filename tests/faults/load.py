@@ -6,7 +6,7 @@ within ``refresh_margin`` seconds of expiry or after ``refresh_every`` calls, an
 again (a second device: the old session is kept, never revoked, and checked at the end). It behaves
 like a well-written client: a ``503`` or a connection error is retried later with the SAME refresh
 token, it never sends an access token it knows to be expired, and it only gives a session up on a
-definite ``401 invalid_grant``, which the driver records as a *lost session*: no client here ever
+definite ``400 invalid_grant``, which the driver records as a *lost session*: no client here ever
 logs out, so every such answer is a session the library lost.
 
 Every request is recorded as an :class:`Event` (kind, client, app, start and end time, status or the
@@ -91,7 +91,7 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class LostSession:
-    """A refresh answered ``401 invalid_grant`` for a session the client never ended."""
+    """A refresh answered ``400 invalid_grant`` for a session the client never ended."""
 
     client: int
     session_id: str
@@ -289,7 +289,7 @@ class _Client:
                 self.calls_since_refresh = 0
             self.driver.note_refreshed(self.index, event.started)
             return 200
-        if response.status_code == 401 and event.error == "invalid_grant":
+        if response.status_code == 400 and event.error == "invalid_grant":
             session.lost = True
             self.driver.record_lost(
                 LostSession(self.index, session.session_id, event.started, response.text[:300])
@@ -472,7 +472,7 @@ class LoadDriver:
 
         async def check_each(client: _Client) -> None:
             for session in client.sessions:
-                status = 401 if session.lost else await client.refresh(session)
+                status = 400 if session.lost else await client.refresh(session)
                 with self._lock:
                     self._final[(client.index, session.session_id)] = status
 

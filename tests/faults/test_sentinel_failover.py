@@ -136,9 +136,9 @@ def assert_failover_was_survived(report: LoadReport, label: str, group: Sentinel
     fault = report.marks.get("killed", started)
 
     # Never a connection error (both apps stayed up), never a 401 or a 500, anywhere in the run. A
-    # refresh answered 401 invalid_grant is a lost session: assert_no_session_lost reports those last.
+    # refresh answered 400 invalid_grant is a lost session: assert_no_session_lost reports those last.
     assert [e for e in events if not e.answered] == [], describe([e for e in events if not e.answered])
-    lost_session = {"kind": "refresh", "status": 401, "error": "invalid_grant"}
+    lost_session = {"kind": "refresh", "status": 400, "error": "invalid_grant"}
     bad_auth = [
         e
         for e in events
@@ -201,12 +201,12 @@ def assert_no_session_lost(report: LoadReport, label: str, group: SentinelGroup)
     during = [e for e in logins_ok if fault <= e.finished <= promoted]
     assert len(before) >= CLIENTS
     assert len(report.final) == len(logins_ok), "a session acknowledged by a login was not checked"
-    refused_refreshes = [e for e in report.of("refresh") if e.status == 401]
+    refused_refreshes = [e for e in report.of("refresh") if e.status == 400]
     if report.lost or refused_refreshes or report.final_failures():
         lost_at = ", ".join(f"{lost.at - fault:.2f}s" for lost in report.lost[:10])
         raise SessionLost(
             f"{label}: {len(report.lost)} of {len(logins_ok)} acknowledged sessions lost: "
-            f"{len(refused_refreshes)} refreshes answered 401 invalid_grant (at {lost_at} after the "
+            f"{len(refused_refreshes)} refreshes answered 400 invalid_grant (at {lost_at} after the "
             f"failover began; promoted after "
             f"{promoted - fault:.2f}s); {len(during)} logins were answered 200 between the failover's "
             f"start and the promotion; final refresh failures: {len(report.final_failures())}; "
@@ -326,18 +326,18 @@ def test_revocations_hold_across_a_failover(
     assert refused(one, ended_after["access_token"])
 
     # The logout made before the failover is still in force on both processes, and both sessions'
-    # refresh tokens answer 401 on both (503 only while the new primary has no replica for WAIT yet).
+    # refresh tokens answer 400 on both (503 only while the new primary has no replica for WAIT yet).
     for app in (one, two):
         assert refused(app, ended["access_token"])
         for issued in (ended, ended_after):
-            answer = until_answered(partial(refresh, app, issued["refresh_token"]), 401)
+            answer = until_answered(partial(refresh, app, issued["refresh_token"]), 400)
             assert answer.json()["error"] == "invalid_grant"
     # ... and on a process started after the failover, which knows them only from the store
     three = start_apps(app_server_factory, group, count=1)[0]
     wait_feed_live(three)
     for issued in (ended, ended_after):
         assert refused(three, issued["access_token"])
-        until_answered(partial(refresh, three, issued["refresh_token"]), 401)
+        until_answered(partial(refresh, three, issued["refresh_token"]), 400)
 
     # The old primary coming back with its older data (in which "ended-after" is alive) resurrects
     # nothing: the apps never read from it, and it is resynchronised from the new primary.
@@ -345,6 +345,6 @@ def test_revocations_hold_across_a_failover(
     for app in (one, two, three):
         for issued in (ended, ended_after):
             assert refused(app, issued["access_token"])
-            until_answered(partial(refresh, app, issued["refresh_token"]), 401)
+            until_answered(partial(refresh, app, issued["refresh_token"]), 400)
     # while a session that was never revoked still refreshes
     assert_session_refreshes(three, login(two, "kept"))

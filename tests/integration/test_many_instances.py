@@ -135,7 +135,7 @@ def seconds_until_all_refused(
 def assert_refresh_refused_everywhere(apps: Sequence[AppServer], refresh_token: str) -> None:
     for app in apps:
         answer = refresh(app, refresh_token)
-        assert answer.status_code == 401, answer.text
+        assert answer.status_code == 400, answer.text
         assert answer.json()["error"] == "invalid_grant"
 
 

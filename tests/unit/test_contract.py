@@ -169,7 +169,7 @@ def assert_error(response: Response, status: int, error: str) -> dict[str, Any]:
 
 
 def assert_invalid_grant(response: Response) -> None:
-    assert_error(response, 401, "invalid_grant")
+    assert_error(response, 400, "invalid_grant")
     assert_no_store(response)
 
 
@@ -440,7 +440,7 @@ def test_reuse_of_an_older_generation_revokes_the_family(client: TestClient, clo
 
 
 # ---------------------------------------------------------------------------------------------
-# 401 invalid_grant: unknown, forged, expired, revoked
+# 400 invalid_grant (RFC 6749 section 5.2): unknown, forged, expired, revoked
 # ---------------------------------------------------------------------------------------------
 
 

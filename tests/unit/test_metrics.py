@@ -145,18 +145,18 @@ def test_refresh_outcomes_are_counted_exactly(
     second = refresh(client, first)  # rotated
     assert refresh(client, first) == second  # the same answer within the grace window
     clock.advance(GRACE + 1)
-    refresh(client, first, expect=401)  # reused after the grace window: the session is revoked
-    refresh(client, second, expect=401)  # revoked (this process knows the revocation)
+    refresh(client, first, expect=400)  # reused after the grace window: the session is revoked
+    refresh(client, second, expect=400)  # revoked (this process knows the revocation)
 
     _, idle = login(client)
     clock.advance(REFRESH_TTL + 1)
-    refresh(client, idle, expect=401)  # expired: idle lifetime over
+    refresh(client, idle, expect=400)  # expired: idle lifetime over
 
     _, lost = login(client)
     fakeredis.FakeRedis(server=fake_server).flushall()
-    refresh(client, lost, expect=401)  # the record is gone from Redis: counted as revoked
+    refresh(client, lost, expect=400)  # the record is gone from Redis: counted as revoked
 
-    refresh(client, "srt1.not-a-real-token", expect=401)  # invalid
+    refresh(client, "srt1.not-a-real-token", expect=400)  # invalid
 
     _, during_outage = login(client)
     fake_server.connected = False
@@ -288,8 +288,8 @@ def test_decision_log_lines_carry_structured_fields_and_no_token(
     sid = sid_of(access)
     second = refresh(client, first)
     clock.advance(GRACE + 1)
-    refresh(client, first, expect=401)
-    refresh(client, "srt1.garbage-but-long-enough-to-matter", expect=401)
+    refresh(client, first, expect=400)
+    refresh(client, "srt1.garbage-but-long-enough-to-matter", expect=400)
     tokens = {access, first, second, "srt1.garbage-but-long-enough-to-matter"}
     macs = {t.rsplit(".", 1)[1] for t in (access, first, second)}
 

@@ -46,7 +46,7 @@ def refused(codec: RefreshTokenCodec, token: str) -> None:
         codec.parse(token)
     assert type(caught.value) is InvalidGrant
     assert caught.value.description == "refresh token is invalid"
-    assert caught.value.status_code == 401
+    assert caught.value.status_code == 400
     assert caught.value.error == "invalid_grant"
 
 
