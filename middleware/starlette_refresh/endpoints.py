@@ -1,4 +1,4 @@
-"""The auth endpoints under the prefix: refresh, logout, logout-all and sessions.
+"""The auth endpoints under the prefix: refresh, logout, logout-all, sessions, revoke and the JWK Set.
 
 Each endpoint is an ASGI app. The refresh token travels back the way it came: a cookie-borne
 refresh is answered with ``Set-Cookie``, a body-borne one in the JSON body.
@@ -12,11 +12,12 @@ from typing import Any, Literal
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from .access_tokens import AccessTokenCodec
 from .errors import AuthError, InvalidRequest, InvalidToken, StoreUnavailable, UnsupportedGrantType
+from .jwks import JWKS_HEADERS, jwk_set
 from .observe import log_fields
 from .planted_cookies import delete_planted_cookies
 from .refresh_tokens import looks_like_refresh_token
@@ -94,7 +95,10 @@ class AuthEndpoints:
             f"{prefix}/logout-all": ("POST", self.logout_all),
             f"{prefix}/sessions": ("GET", self.list_sessions),
             f"{prefix}/revoke": ("POST", self.revoke),
+            f"{prefix}/jwks.json": ("GET", self.jwks),
         }
+        # The ring is fixed for the life of the process, so the set is built once.
+        self._jwk_set = jwk_set(access.key_ring)
         self._session_path = f"{prefix}/sessions/"
         self._below_prefix = f"{prefix}/"
 
@@ -224,6 +228,19 @@ class AuthEndpoints:
             if claims is not None:
                 await self.service.logout(None, (claims["sub"], claims["sid"]))
         return json_answer(200, None)
+
+    async def jwks(self, request: Request) -> Response:
+        """``GET {prefix}/jwks.json``: the public keys that verify access tokens (RFC 7517), for other
+        services; 404 when tokens are signed with a shared secret, which has no public half."""
+        if self._jwk_set is None:
+            return json_answer(
+                404,
+                {
+                    "error": "not_found",
+                    "error_description": "no public keys: access tokens are signed with a shared secret",
+                },
+            )
+        return JSONResponse(self._jwk_set, headers=JWKS_HEADERS)
 
     async def _refresh_token_of(self, request: Request, *, required: bool) -> tuple[str | None, Transport]:
         """The presented refresh token and how it came: the cookie, a JSON body, or an RFC 6749
