@@ -38,6 +38,10 @@ GUIDE = "docs/guide.md"
 EXAMPLE = REPO_ROOT / "examples" / "existing_app.py"
 INSTALL = claim(GUIDE, "sh", "pip install starlette-refresh")
 APP = claim_example(GUIDE, "examples/existing_app.py")
+# Run as real processes by tests/integration/test_examples_frameworks.py.
+FRAMEWORK_EXAMPLES = [
+    claim_example(GUIDE, f"examples/{name}_app.py") for name in ("django", "litestar", "quart")
+]
 FLOW = claim(GUIDE, "mermaid", "sequenceDiagram")
 PASSWORD_CHANGE = claim(GUIDE, "python", "async def change_password(")
 ACCOUNT_BAN = claim(GUIDE, "python", "async def ban(")
@@ -52,7 +56,14 @@ def test_every_python_block_in_the_guide_is_the_tested_example_or_a_tested_recip
         EXAMPLE.read_text(),
         PASSWORD_CHANGE.text,
         ACCOUNT_BAN.text,
+        *(claimed.text for claimed in FRAMEWORK_EXAMPLES),
     ]
+
+
+def test_the_guide_shows_each_framework_example_verbatim() -> None:
+    for claimed in FRAMEWORK_EXAMPLES:
+        assert claimed.example is not None
+        assert claimed.text == (REPO_ROOT / claimed.example).read_text()
 
 
 @pytest.fixture
