@@ -35,6 +35,7 @@ except ImportError as exc:
     ) from exc
 
 from .auth import TokenAuth
+from .jwks import JWKS_MAX_AGE, jwk_set
 from .user import TokenUser
 
 __all__ = [
@@ -148,8 +149,8 @@ _SCOPE_CHECKS: weakref.WeakKeyDictionary[Callable[..., Any], str] = weakref.Weak
 def document_auth_endpoints(app: FastAPI, auth: TokenAuth) -> None:
     """Documents in the app's OpenAPI schema what the middleware answers, as the HTTP contract defines it.
 
-    - The endpoints it answers (refresh, logout, logout-all, sessions): their refresh cookie, request
-      bodies, answers and errors.
+    - The endpoints it answers (refresh, logout, logout-all, sessions, revoke, and with asymmetric
+      keys the JWK Set): their refresh cookie, request bodies, answers and errors.
     - Every operation outside ``exclude`` needs an access token, dependencies or not: it gets the
       bearer ``security`` and the middleware's ``400`` (a malformed ``Authorization`` header) and
       ``401`` (whose body has no ``error`` when no token came).
@@ -169,6 +170,8 @@ def document_auth_endpoints(app: FastAPI, auth: TokenAuth) -> None:
             if isinstance(route, APIRoute) and route.include_in_schema and route.path_format in paths:
                 _document_route(paths[route.path_format], route, auth)
         paths.update(_auth_paths(auth.settings.prefix, auth.settings.cookie_name))
+        if jwk_set(auth.access.key_ring) is not None:  # with a shared secret only, nothing to publish
+            paths.update(_jwks_path(auth.settings.prefix))
         components = schema.setdefault("components", {})
         components.setdefault("schemas", {}).update(_SCHEMAS)
         components.setdefault("securitySchemes", {}).setdefault(
@@ -370,6 +373,28 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["detail"],
         "properties": {"detail": {"$ref": "#/components/schemas/AuthError"}},
     },
+    "JwkSet": {
+        "type": "object",
+        "required": ["keys"],
+        "properties": {"keys": {"type": "array", "items": {"$ref": "#/components/schemas/Jwk"}}},
+    },
+    "Jwk": {
+        "type": "object",
+        "description": "a public key (RFC 7517; members of RFC 7518 section 6 and RFC 8037 section 2)",
+        "required": ["kty", "alg", "use"],
+        "properties": {
+            "kty": {"type": "string", "enum": ["RSA", "EC", "OKP"]},
+            "kid": {"type": "string"},
+            "alg": {"type": "string"},
+            "use": {"type": "string", "enum": ["sig"]},
+            "n": {"type": "string"},
+            "e": {"type": "string"},
+            "crv": {"type": "string"},
+            "x": {"type": "string"},
+            "y": {"type": "string"},
+        },
+        "additionalProperties": False,
+    },
     "Session": {
         "type": "object",
         "required": ["id", "created_at", "last_used_at", "user_agent", "current"],
@@ -547,4 +572,34 @@ def _auth_paths(prefix: str, cookie: str) -> dict[str, Any]:
                 },
             }
         },
+    }
+
+
+def _jwks_path(prefix: str) -> dict[str, Any]:
+    return {
+        f"{prefix}/jwks.json": {
+            "get": {
+                "tags": ["auth"],
+                "summary": "The public keys that verify access tokens (RFC 7517 JWK Set)",
+                "description": (
+                    "Every key that verifies access tokens, the signing key and verify-only ones; a "
+                    "token's kid names its key. Only public members: never a private or symmetric key."
+                ),
+                "responses": {
+                    "200": {
+                        "description": "the JWK Set",
+                        **_ref("JwkSet"),
+                        "headers": {
+                            "Cache-Control": {
+                                "description": f"public, max-age={JWKS_MAX_AGE}",
+                                "required": True,
+                                "schema": {"type": "string"},
+                            }
+                        },
+                    },
+                    "400": _error("invalid_request: a token in the query string"),
+                    "403": _error(_CROSS_SITE),
+                },
+            }
+        }
     }
