@@ -23,8 +23,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse  # noqa: E402
 from django.urls import path  # noqa: E402
 from django.views.decorators.http import require_POST  # noqa: E402
 
-from starlette_refresh import TokenAuth, TokenUser  # noqa: E402
-from starlette_refresh.logins import LoginAnswer  # noqa: E402
+from starlette_refresh import LoginAnswer, TokenAuth, TokenUser  # noqa: E402
 
 auth = TokenAuth(
     secret_key=os.environ["JWT_SECRET"],

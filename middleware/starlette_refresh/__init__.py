@@ -1,8 +1,9 @@
 """starlette-refresh: short-lived JWT access tokens and rotating refresh tokens in a shared Redis.
 
 Everything an app needs is here: :class:`TokenAuth` and its :class:`Settings`, the errors it raises,
-the :class:`TokenUser` that ``request.user`` carries, the key types for asymmetric signing, and the
-protocols of a custom session store and of an observer. :mod:`starlette_refresh.testing` helps test
+the :class:`TokenUser` that ``request.user`` carries, the :class:`LoginAnswer` that a login view of
+another framework copies onto its response, the key types for asymmetric signing, and the protocols
+of a custom session store and of an observer. :mod:`starlette_refresh.testing` helps test
 an app that uses it; docs/architecture.md maps the modules.
 """
 
@@ -19,6 +20,7 @@ from .errors import (
     UnsupportedGrantType,
 )
 from .keys import KeyRing, SigningKey
+from .logins import LoginAnswer
 from .observe import Observer
 from .settings import Settings
 from .store import SessionStore
@@ -32,6 +34,7 @@ __all__ = [
     "InvalidRequest",
     "InvalidToken",
     "KeyRing",
+    "LoginAnswer",
     "Observer",
     "SessionStore",
     "Settings",

@@ -177,7 +177,7 @@ class TokenAuth:
             # Set-Cookie among them, to add one by one (a name may repeat)
 
         The same checks and answers as :meth:`login`: a cookie login from another site's page is a
-        403, a store outage a 503 (see :class:`~starlette_refresh.logins.LoginAnswer`).
+        403, a store outage a 503 (see :class:`LoginAnswer`).
         """
         return await issue_login(self.settings, self.sessions, scope, subject, claims, transport)
 
