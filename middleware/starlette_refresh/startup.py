@@ -35,7 +35,7 @@ FIRST_REQUEST_START = (
 
 
 class Startup:
-    """Runs the library's ``start`` before any request is served, once per process.
+    """Runs the library's ``start`` (one per TokenAuth) before any request is served.
 
     The middleware calls :meth:`start` on the lifespan startup and :meth:`stop` on its shutdown.
     When a request comes first, :meth:`start_on_request` starts it: concurrent first requests wait
