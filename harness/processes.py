@@ -264,13 +264,14 @@ class _ManagedProcess:
         return self._proc.poll() if self._proc is not None else None
 
     # -- stopping ---------------------------------------------------------------------
-    def _signal_and_wait(self, sig: signal.Signals, timeout: float) -> int | None:
+    def _signal_and_wait(self, sig: signal.Signals, timeout: float, *, send: bool = True) -> int | None:
         proc = self._proc
         if proc is None:
             return None
         if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
+            if send:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(sig)
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -349,10 +350,22 @@ def stop_quietly(handles: Iterable[Stoppable]) -> None:
 
     Meant for teardown, where an error must not hide the test's own outcome: it is swallowed,
     and a process still running after a failed :meth:`~_ManagedProcess.stop` is killed.
+    Processes among them are all sent SIGTERM first and then waited for in order, so that
+    stopping four apps takes about as long as stopping one (~0.2 s for uvicorn).
     """
+    handles = list(handles)
+    terminating: set[_ManagedProcess] = set()
+    for handle in handles:
+        if isinstance(handle, _ManagedProcess) and handle.running and handle._proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                handle._proc.send_signal(signal.SIGTERM)
+                terminating.add(handle)
     for handle in handles:
         with contextlib.suppress(Exception):
-            handle.stop()
+            if isinstance(handle, _ManagedProcess) and handle in terminating:
+                handle._signal_and_wait(signal.SIGTERM, _STOP_TIMEOUT, send=False)
+            else:
+                handle.stop()
         if isinstance(handle, _ManagedProcess) and handle.running:  # pragma: no cover - stop() escalates
             handle.kill()
 
