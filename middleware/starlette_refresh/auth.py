@@ -19,7 +19,7 @@ from .clock import Clock, system_clock
 from .endpoints import AuthEndpoints, Transport
 from .errors import ConfigurationError, StoreUnavailable
 from .keys import KeyRing, SigningKey, as_key_ring
-from .logins import LoginAnswer, issue_login
+from .logins import LoginAnswer, login_response
 from .middleware import TokenAuthMiddleware
 from .observe import NullObserver, Observer
 from .redis_urls import redact_url
@@ -157,8 +157,7 @@ class TokenAuth:
         ``transport="body"`` (mobile, CLI) the refresh token comes as ``"refresh_token"`` instead.
         A store outage answers 503; a cookie login from another site's page answers 403.
         """
-        answer = await self.issue_session(request.scope, subject, claims, transport=transport)
-        return answer.response()
+        return await login_response(self.settings, self.sessions, request.scope, subject, claims, transport)
 
     async def issue_session(
         self,
@@ -179,7 +178,8 @@ class TokenAuth:
         The same checks and answers as :meth:`login`: a cookie login from another site's page is a
         403, a store outage a 503 (see :class:`LoginAnswer`).
         """
-        return await issue_login(self.settings, self.sessions, scope, subject, claims, transport)
+        response = await login_response(self.settings, self.sessions, scope, subject, claims, transport)
+        return LoginAnswer.of(response)
 
     async def list_sessions(self, subject: str, *, current: str | None = None) -> list[SessionInfo]:
         """The live sessions of ``subject``, oldest first: what ``GET {prefix}/sessions`` shows them.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import Scope
 
 from .endpoints import Transport, token_answer
@@ -62,22 +62,17 @@ class LoginAnswer:
         ]
         return cls(response.status_code, body, headers)
 
-    def response(self) -> Response:
-        """This answer as a Starlette response."""
-        response = JSONResponse(self.body, status_code=self.status)
-        response.raw_headers += [(n.encode("latin-1"), v.encode("latin-1")) for n, v in self.headers]
-        return response
 
-
-async def issue_login(
+async def login_response(
     settings: Settings,
     sessions: SessionService,
     scope: Scope,
     subject: str,
     claims: Mapping[str, Any] | None,
     transport: Transport,
-) -> LoginAnswer:
-    """Starts a session for ``subject`` on the request ``scope`` and says how to answer it.
+) -> Response:
+    """Starts a session for ``subject`` on the request ``scope``; returns the answer (``TokenAuth.login``
+    sends it as it is, ``TokenAuth.issue_session`` hands it over as a :class:`LoginAnswer`).
 
     The scope gives what a login must look at: ``Origin`` and ``Sec-Fetch-Site`` (a cookie login
     from another site's page is refused), the ``User-Agent`` the session list shows, the ``Host`` and
@@ -93,7 +88,7 @@ async def issue_login(
         issued = await sessions.login(subject, claims, headers.get("user-agent", ""))
     except StoreUnavailable as exc:
         logger.warning("login answered 503: %s", exc, extra=log_fields("login", outcome="unavailable"))
-        return LoginAnswer.of(unavailable_answer(settings))
+        return unavailable_answer(settings)
     except AuthError as exc:
-        return LoginAnswer.of(error_answer(exc))
-    return LoginAnswer.of(token_answer(settings, issued, transport, root_path(scope), planted_by=headers))
+        return error_answer(exc)
+    return token_answer(settings, issued, transport, root_path(scope), planted_by=headers)
