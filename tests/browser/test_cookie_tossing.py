@@ -13,15 +13,13 @@ deletes it, and a cookie planted after the login is deleted by the one refusal i
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx2
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Playwright, expect
 
-from harness.processes import AppServer, free_port
+from harness.processes import AppServer
 from tests.browser.conftest import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -32,6 +30,7 @@ from tests.browser.conftest import (
     log_in,
     wait_for_refresh_count,
 )
+from tests.browser.pages import serving
 
 COOKIE = "refresh_token"
 SITE = "example.test"
@@ -62,25 +61,8 @@ def site_context(site_browser: Browser) -> Iterator[BrowserContext]:
 @pytest.fixture
 def evil_host() -> Iterator[str]:
     """``http://evil.example.test:<port>``, serving the planting page at ``/plant``."""
-    body = PLANT.encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://evil.{SITE}:{server.server_port}"
-    finally:
-        server.shutdown()
+    with serving(lambda path: PLANT) as port:
+        yield f"http://evil.{SITE}:{port}"
 
 
 @pytest.fixture

@@ -12,16 +12,15 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx2
 import pytest
 from playwright.sync_api import BrowserContext, Page, Route, expect
 
-from harness.processes import AppServer, free_port
+from harness.processes import AppServer
 from tests.browser.conftest import DemoFactory, log_in
+from tests.browser.pages import serving
 
 COOKIE = "refresh_token"
 
@@ -40,32 +39,15 @@ ServePage = Callable[[str], str]
 @pytest.fixture
 def other_site() -> Iterator[ServePage]:
     """Serves one HTML page from http://localhost:<port>, another site than the demo's 127.0.0.1."""
-    pages: dict[str, bytes] = {}
+    pages: dict[str, str] = {}
+    with serving(pages.__getitem__) as port:
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = pages[self.path.split("?")[0]]
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+        def serve(html: str) -> str:
+            path = f"/page{len(pages)}.html"
+            pages[path] = html
+            return f"http://localhost:{port}{path}"
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-
-    def serve(html: str) -> str:
-        path = f"/page{len(pages)}.html"
-        pages[path] = html.encode()
-        return f"http://localhost:{server.server_port}{path}"
-
-    try:
         yield serve
-    finally:
-        server.shutdown()
 
 
 def refresh_cookies(context: BrowserContext) -> list[str]:

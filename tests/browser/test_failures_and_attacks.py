@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx2
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
-from harness.processes import AppServer, RedisServer, free_port
+from harness.processes import AppServer, RedisServer
 from tests.browser.conftest import BrowserLog, DemoFactory, log_in, refresh_count, wait_for_refresh_count
+from tests.browser.pages import serving
 
 
 def server_refreshes(demo: AppServer) -> dict[str, int]:
@@ -176,26 +175,8 @@ async function attack(target) {
 def evil_origin() -> Iterator[str]:
     """A page on another origin of the same site (127.0.0.1, another port): SameSite lets the
     cookie through, so only the server's Origin check stands between it and the session."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = EVIL_PAGE.encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
+    with serving(lambda path: EVIL_PAGE) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_a_page_on_another_origin_cannot_refresh_or_log_out(
