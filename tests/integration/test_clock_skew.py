@@ -11,6 +11,8 @@ expired on arrival, the old refresh token is still within grace a minute later.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import time
 
@@ -18,6 +20,8 @@ import httpx2
 import pytest
 
 from harness.processes import AppServer, RedisServer
+from starlette_refresh.shared_clock import SharedClock
+from starlette_refresh.store import RedisStore
 from tests.integration.helpers import app_env, login, me, refresh
 from tests.support.fixtures import AppServerFactory
 
@@ -90,3 +94,39 @@ def test_the_grace_window_lasts_its_length_across_processes(apps: tuple[AppServe
     assert reused.json()["error"] == "invalid_grant"
     assert "already used" in reused.json()["error_description"]
     assert refresh(ahead, rotated.json()["refresh_token"]).status_code == 400
+
+
+class SteppedClock:
+    """This host's clock, off by ``skew`` seconds, which the test changes (an NTP step)."""
+
+    def __init__(self, skew: float) -> None:
+        self.skew = skew
+
+    def __call__(self) -> float:
+        return time.time() + self.skew
+
+
+def test_a_host_clock_stepped_while_running_is_set_again_by_the_next_check(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Against a real redis-server's TIME: set at start, stepped back 45 s, set again by the next
+    check (every CHECK_INTERVAL_SECONDS in production; 50 ms here), with a warning naming the step."""
+    host = SteppedClock(SKEW)
+    clock = SharedClock(host)
+    store = RedisStore(url=redis_server.url)
+
+    async def scenario() -> None:
+        await clock.calibrate(store)
+        assert abs(clock() - time.time()) < 0.05
+        checks = asyncio.create_task(clock.keep_calibrated(store, interval=0.05))
+        host.skew = SKEW - 45
+        deadline = time.monotonic() + 5
+        while abs(clock() - time.time()) >= 0.05 and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        checks.cancel()
+        await store.close()
+
+    with caplog.at_level(logging.WARNING, logger="starlette_refresh.clock"):
+        asyncio.run(scenario())
+    assert abs(clock() - time.time()) < 0.05, "the next check did not set the stepped clock again"
+    assert any("moved -45.0" in r.getMessage() for r in caplog.records), caplog.text
