@@ -43,12 +43,8 @@ CONCURRENT_REFRESHES = 20
 @pytest.fixture(scope="module")
 def module_cluster(redis_cluster_pool: ClusterPool, request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
     """The session's pooled 3-primary cluster, held by this module for all its tests."""
-    failed_before = request.session.testsfailed
-    cluster = redis_cluster_pool.checkout()
-    try:
+    with redis_cluster_pool.held_by(request) as cluster:
         yield cluster
-    finally:
-        redis_cluster_pool.checkin(cluster, reusable=request.session.testsfailed == failed_before)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ change a cluster's nodes beyond its data and slot layout uses ``redis_cluster_fa
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -133,6 +134,17 @@ class ClusterPool:
         else:
             cluster.stop()
 
+    @contextmanager
+    def held_by(self, request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
+        """A checked-out cluster for the fixture of ``request``, checked in when it ends: kept for
+        the next user if no test failed meanwhile, else stopped."""
+        failed_before = request.session.testsfailed
+        cluster = self.checkout()
+        try:
+            yield cluster
+        finally:
+            self.checkin(cluster, reusable=request.session.testsfailed == failed_before)
+
     def close(self) -> None:
         """Stops the idle cluster, if any."""
         if self._idle is not None:
@@ -165,7 +177,7 @@ class ClusterPool:
 
 @pytest.fixture(scope="session")
 def redis_cluster_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterPool]:
-    """The session's :class:`ClusterPool`; for a module-scoped cluster use ``checkout`` / ``checkin``."""
+    """The session's :class:`ClusterPool`; for a module-scoped cluster use ``held_by(request)``."""
     pool = ClusterPool(tmp_path_factory.mktemp("pooled-clusters"))
     try:
         yield pool
@@ -180,12 +192,8 @@ def redis_cluster(redis_cluster_pool: ClusterPool, request: pytest.FixtureReques
     Shared with earlier tests through :class:`ClusterPool` (see the module docstring): the slot
     layout may differ from a new cluster's if an earlier test migrated a slot.
     """
-    failed_before = request.session.testsfailed
-    cluster = redis_cluster_pool.checkout()
-    try:
+    with redis_cluster_pool.held_by(request) as cluster:
         yield cluster
-    finally:
-        redis_cluster_pool.checkin(cluster, reusable=request.session.testsfailed == failed_before)
 
 
 @pytest.fixture
