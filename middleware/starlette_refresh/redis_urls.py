@@ -175,7 +175,7 @@ def _sentinel_client(
         "socket_connect_timeout": timeout,
         **_tls_kwargs(target),
     }
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]
         list(target.hosts), sentinel_kwargs=sentinel_kwargs, db=target.db, **common
     )
     assert target.service is not None
