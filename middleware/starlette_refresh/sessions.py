@@ -16,6 +16,7 @@ from typing import Any
 
 from .access_tokens import AccessTokenCodec, check_app_claims
 from .clock import Clock
+from .devices import device_label
 from .errors import InvalidGrant, StoreUnavailable
 from .observe import NullObserver, Observer, RefreshOutcome, RevocationKind, log_fields
 from .refresh_tokens import RefreshToken, RefreshTokenCodec, fingerprint
@@ -25,8 +26,6 @@ from .shared_clock import CLOCK_AGREEMENT_SECONDS
 from .store import Rotation, SessionStore
 
 logger = logging.getLogger("starlette_refresh.sessions")
-
-MAX_USER_AGENT_CHARS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +150,7 @@ class SessionService:
             session_id,
             subject,
             claims_json,
-            user_agent[:MAX_USER_AGENT_CHARS],
+            device_label(user_agent),
             now_ms,
             idle,
             absolute,
@@ -345,7 +344,7 @@ class SessionService:
                 id=s.session_id,
                 created_at=_iso(s.created_at_ms),
                 last_used_at=_iso(s.last_used_at_ms),
-                user_agent=s.user_agent,
+                user_agent=s.device,
                 current=s.session_id == current_session_id,
             )
             for s in stored

@@ -193,6 +193,9 @@ def _origins(values: Iterable[str]) -> frozenset[str]:
 
 # --------------------------------------------------------------------------- checks, in order
 
+#: The most app claims a session can carry (session_records: a record's length is 16 bits).
+MAX_CLAIMS_BYTES = 60_000
+
 #: Settings that must be whole numbers (``int``, never ``bool``): the least value and how to say it.
 _WHOLE_NUMBERS: Mapping[str, tuple[int, str]] = {
     "access_ttl": (1, "a whole number > 0"),
@@ -220,6 +223,11 @@ def _check_numbers(s: Settings) -> None:
         value = getattr(s, name)
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}")
+    if s.max_claims_bytes > MAX_CLAIMS_BYTES:
+        raise ConfigurationError(
+            f"max_claims_bytes must be at most {MAX_CLAIMS_BYTES} (a stored session record has a 16-bit "
+            f"length), got {s.max_claims_bytes}; keep large data in your own store, keyed by the subject"
+        )
 
 
 def _check_lifetimes(s: Settings) -> None:

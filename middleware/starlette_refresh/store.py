@@ -18,7 +18,9 @@ from typing import Any, Literal, Protocol
 
 from redis import exceptions as redis_errors
 
+from . import session_records
 from .deadlines import Deadlines
+from .devices import device_label
 from .errors import StoreUnavailable
 from .guard import OperationGuard
 from .observe import NullObserver, Observer, log_fields
@@ -68,7 +70,7 @@ class StoredSession:
     session_id: str
     created_at_ms: int
     last_used_at_ms: int
-    user_agent: str
+    device: str
 
 
 class SessionStore(Protocol):
@@ -84,7 +86,7 @@ class SessionStore(Protocol):
         session_id: str,
         subject: str,
         claims_json: str,
-        user_agent: str,
+        device: str,
         now_ms: int,
         idle_expires_at_ms: int,
         absolute_expires_at_ms: int,
@@ -194,11 +196,11 @@ class RedisStore:
 
     async def persistence(self) -> dict[str, str] | None:
         """The server settings the app checks at startup (``appendonly``, ``save``,
-        ``maxmemory-policy``, ``hash-max-listpack-value``), or None where CONFIG is not allowed."""
+        ``maxmemory-policy``), or None where CONFIG is not allowed."""
         merged: dict[str, str] = {}
         try:
             async with self._guard("config"):
-                for name in ("appendonly", "save", "maxmemory-policy", "hash-max-listpack-value"):
+                for name in ("appendonly", "save", "maxmemory-policy"):
                     merged.update(_as_text_dict(await self.redis.config_get(name)))
         except redis_errors.ResponseError:
             return None
@@ -218,21 +220,23 @@ class RedisStore:
         session_id: str,
         subject: str,
         claims_json: str,
-        user_agent: str,
+        device: str,
         now_ms: int,
         idle_expires_at_ms: int,
         absolute_expires_at_ms: int,
         max_sessions: int,
     ) -> list[str]:
-        """Stores a new session at generation 0; returns ids evicted over ``max_sessions``."""
-        keys = self.layout.session_and_index(user_tag, session_id)
-        args = [session_id, subject, claims_json, user_agent, now_ms]
+        """Stores a new session at generation 0; returns ids evicted over ``max_sessions``.
+
+        ``device`` is the short label the session list shows (:func:`.devices.device_label`)."""
+        keys = [self.layout.user(user_tag), self.layout.index(user_tag)]
+        args = [session_id, subject, claims_json, device, now_ms]
         args += [idle_expires_at_ms, absolute_expires_at_ms, max_sessions]
         async with self._guard("create") as bound:
             created = await self._scripts["create"](self.redis, keys, args, **self._durably(bound))
             evicted = [_text(x) for x in created]
             if evicted:
-                # Already dead (gone from the index); delete their records to free the memory now.
+                # Already dead; a format-1 session's record outlives its index entry, so free it now.
                 await self.redis.delete(*(self.layout.session(user_tag, sid) for sid in evicted))
         return evicted
 
@@ -254,13 +258,16 @@ class RedisStore:
         client presents a token one generation ahead of the store, which the script accepts and
         rotates (``ahead``), so no one is logged out and the refresh stays one round trip.
         """
-        keys = self.layout.session_and_index(user_tag, session_id)
         async with self._guard("rotate") as bound:
             if not self._deadlines.calibrated:
                 await self._deadlines.calibrate(self.redis)
             deadline = self._deadlines.redis_deadline_ms(bound)
             args = [session_id, generation, now_ms, grace_ms, idle_ttl_ms, deadline]
-            reply = await self._scripts["rotate"](self.redis, keys, args)
+            reply = await self._scripts["rotate"](self.redis, [self.layout.user(user_tag)], args)
+            if _text(reply[0]) == "absent":
+                # Not in the user's string: a session stored by release 0.1, or none at all.
+                keys = self.layout.for_session(user_tag, session_id)
+                reply = await self._scripts["rotate_format1"](self.redis, keys, args)
         if _text(reply[0]) == "late":
             self._deadlines.forget()
             fields = log_fields("store", outcome="unavailable", operation="rotate")
@@ -270,11 +277,13 @@ class RedisStore:
 
     async def revoke(self, user_tag: str, session_id: str, subject: str | None, now_ms: int) -> bool:
         """Ends one session; with ``subject``, only if it is that subject's. True if it was alive."""
-        keys = self.layout.session_and_index(user_tag, session_id)
+        args = [session_id, subject or "", now_ms]
         async with self._guard("revoke") as bound:
-            removed = await self._scripts["revoke"](
-                self.redis, keys, [session_id, subject or "", now_ms], **self._durably(bound)
-            )
+            durably = self._durably(bound)
+            removed = await self._scripts["revoke"](self.redis, [self.layout.user(user_tag)], args, **durably)
+            if removed == -1:  # not in the user's string: maybe stored by release 0.1
+                keys = [self.layout.session(user_tag, session_id), self.layout.index(user_tag)]
+                removed = await self._scripts["revoke_format1"](self.redis, keys, args, **durably)
         return bool(removed)
 
     async def revoke_all(self, user_tag: str, now_ms: int) -> list[str]:
@@ -282,7 +291,9 @@ class RedisStore:
         index = self.layout.index(user_tag)
         async with self._guard("revoke_all") as bound:
             members = await self.redis.zrange(index, 0, -1)
-            keys = [index, *(self.layout.session(user_tag, _text(m)) for m in members)]
+            keys = [self.layout.user(user_tag)]
+            if members:  # sessions stored by release 0.1
+                keys += [index, *(self.layout.session(user_tag, _text(m)) for m in members)]
             ended = await self._scripts["revoke_all"](self.redis, keys, [now_ms], **self._durably(bound))
         return [_text(sid) for sid in ended]
 
@@ -293,16 +304,31 @@ class RedisStore:
     async def list_sessions(self, user_tag: str, subject: str, now_ms: int) -> list[StoredSession]:
         """The user's live sessions, oldest first."""
         async with self._guard("list_sessions"):
-            members = await self.redis.zrangebyscore(self.layout.index(user_tag), f"({now_ms}", "+inf")
-            ids = [_text(m) for m in members]
-            if not ids:
-                return []
             async with self.redis.pipeline(transaction=False) as pipe:
-                for sid in ids:
-                    pipe.hmget(self.layout.session(user_tag, sid), *_LISTED_FIELDS)
-                rows = await pipe.execute()
-        sessions = [_listed(sid, row, subject, now_ms) for sid, row in zip(ids, rows, strict=True)]
+                pipe.get(self.layout.user(user_tag))
+                pipe.zrangebyscore(self.layout.index(user_tag), f"({now_ms}", "+inf")
+                value, members = await pipe.execute()
+            sessions = _listed_records(value, subject, now_ms)
+            legacy_ids = [_text(m) for m in members]
+            if legacy_ids:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for sid in legacy_ids:
+                        pipe.hmget(self.layout.session(user_tag, sid), *_LISTED_FIELDS)
+                    rows = await pipe.execute()
+                sessions += [
+                    _listed(sid, row, subject, now_ms) for sid, row in zip(legacy_ids, rows, strict=True)
+                ]
         return sorted((s for s in sessions if s is not None), key=lambda s: s.created_at_ms)
+
+    async def stored_session(self, user_tag: str, session_id: str) -> session_records.SessionRecord | None:
+        """The session's stored state in either format, ended or not, or None when nothing is stored
+        (for tests, benchmarks and an operator's questions; the scripts make every decision)."""
+        async with self._guard("stored_session"):
+            value = await self.redis.get(self.layout.user(user_tag))
+            if value is not None and (found := session_records.decode(value).find(session_id)):
+                return found
+            row = await self.redis.hmget(self.layout.session(user_tag, session_id), *_LEGACY_FIELDS)
+        return _legacy_record(session_id, row)
 
     async def publish_revocations(self, entries: Sequence[str], until_ms: int, now_ms: int) -> None:
         """Records revoked sessions until ``until_ms`` and announces them to every process.
@@ -341,8 +367,36 @@ class RedisStore:
                     await own_pool.disconnect()
 
 
-# What the session list reads of each session hash.
+# What the session list reads of each format-1 session hash.
 _LISTED_FIELDS = ("sub", "ca", "lu", "ua", "exp", "abs")
+
+
+# A format-1 session hash, as a format-2 record.
+_LEGACY_FIELDS = ("gen", "ca", "rot", "exp", "abs", "ua", "cl")
+
+
+def _legacy_record(session_id: str, row: Sequence[Any]) -> session_records.SessionRecord | None:
+    gen, created, rotated, exp, absolute, agent, claims = (None if v is None else _text(v) for v in row)
+    if gen is None or rotated is None or exp is None or absolute is None:
+        return None
+    return session_records.SessionRecord(
+        session_id, int(gen), int(created or rotated), int(rotated), int(exp), int(absolute),
+        agent or "", claims or "{}",
+    )  # fmt: skip
+
+
+def _listed_records(value: bytes | None, subject: str, now_ms: int) -> list[StoredSession | None]:
+    """The live sessions in a user's format-2 string; none when it belongs to another subject."""
+    if value is None:
+        return []
+    user = session_records.decode(value)
+    if user.subject != subject:
+        return []
+    return [
+        StoredSession(s.session_id, s.created_at_ms, s.rotated_at_ms, device_label(s.label))
+        for s in user.sessions
+        if now_ms < s.idle_expires_at_ms and now_ms < s.absolute_expires_at_ms
+    ]
 
 
 def _listed(session_id: str, row: Sequence[Any], subject: str, now_ms: int) -> StoredSession | None:
@@ -352,7 +406,7 @@ def _listed(session_id: str, row: Sequence[Any], subject: str, now_ms: int) -> S
         return None
     if int(exp) <= now_ms or int(absolute) <= now_ms:
         return None
-    return StoredSession(session_id, int(created or 0), int(used or 0), agent or "")
+    return StoredSession(session_id, int(created or 0), int(used or 0), device_label(agent or ""))
 
 
 def _text(value: Any) -> str:

@@ -23,10 +23,6 @@ async def check_store_server(store: Any, replica_acks: int, label: str) -> None:
         _warn_about_replicas(await replication(), replica_acks, label)
 
 
-# Session hash values: the User-Agent (up to 256 characters stored) and the app's claims JSON.
-_LISTPACK_VALUE_FOR_SESSIONS = 256
-
-
 def _warn_about_persistence(config: dict[str, str] | None, label: str) -> None:
     if config is None:
         logger.info("could not read the Redis configuration (CONFIG GET refused); persistence not checked")
@@ -36,16 +32,6 @@ def _warn_about_persistence(config: dict[str, str] | None, label: str) -> None:
             "Redis at %s has persistence off (appendonly no, no RDB saves): a Redis restart will log "
             "every user out. Enable appendonly yes (appendfsync everysec) on the session store.",
             label,
-        )
-    listpack_limit = config.get("hash-max-listpack-value", "")
-    if listpack_limit.isdigit() and int(listpack_limit) < _LISTPACK_VALUE_FOR_SESSIONS:
-        logger.info(
-            "Redis at %s keeps hashes compact only while every value is at most %s bytes; a session "
-            "holding a browser User-Agent is longer and takes about twice the memory (~1.3 KB instead of "
-            "~0.7 KB). Set hash-max-listpack-value %d on the session store to halve it.",
-            label,
-            listpack_limit,
-            _LISTPACK_VALUE_FOR_SESSIONS,
         )
     policy = config.get("maxmemory-policy", "noeviction")
     if policy != "noeviction":

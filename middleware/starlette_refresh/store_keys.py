@@ -15,17 +15,22 @@ class KeyLayout:
     def __init__(self, key_prefix: str) -> None:
         self._prefix = key_prefix
 
+    def user(self, user_tag: str) -> str:
+        """The string that holds every session of one user (format 2, :mod:`.session_records`)."""
+        return f"{self._prefix}{{{user_tag}}}"
+
     def session(self, user_tag: str, session_id: str) -> str:
-        """The hash of one session."""
+        """The hash of one session in format 1 (release 0.1), still read and converted."""
         return f"{self._prefix}{{{user_tag}}}:s:{session_id}"
 
     def index(self, user_tag: str) -> str:
-        """The sorted set of a user's live sessions, scored by idle expiry (ms)."""
+        """Format 1's sorted set of a user's live sessions, scored by idle expiry (ms)."""
         return f"{self._prefix}{{{user_tag}}}:u"
 
-    def session_and_index(self, user_tag: str, session_id: str) -> list[str]:
-        """The two keys every per-session script takes, in the order the scripts expect."""
-        return [self.session(user_tag, session_id), self.index(user_tag)]
+    def for_session(self, user_tag: str, session_id: str) -> list[str]:
+        """The keys every per-session script takes, in the order the scripts expect: the user's
+        string, then the session's format-1 hash and index."""
+        return [self.user(user_tag), self.session(user_tag, session_id), self.index(user_tag)]
 
     @property
     def revocations(self) -> str:

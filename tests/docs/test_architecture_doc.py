@@ -49,9 +49,7 @@ def test_every_module_has_a_layer_and_a_line() -> None:
 def test_imports_point_down_only(module: str) -> None:
     placed = layers()
     upward = {
-        target: placed[target]
-        for target in relative_imports(module)
-        if placed[target] >= placed[module]
+        target: placed[target] for target in relative_imports(module) if placed[target] >= placed[module]
     }
     assert not upward, f"{module} (layer {placed[module]}) imports from its own layer or above: {upward}"
 

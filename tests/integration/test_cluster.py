@@ -20,10 +20,13 @@ import redis
 from redis.cluster import RedisCluster as SyncRedisCluster
 
 from harness.processes import AppServer, RedisServer
+from starlette_refresh.refresh_tokens import RefreshTokenCodec
+from tests.apps import SECRET
 from tests.faults.load import LoadConfig, LoadDriver
 from tests.integration.helpers import login, me, refresh
 from tests.integration.test_revocation import REVOCATIONS, seconds_until_refused
 from tests.support.fixtures import AppServerFactory
+from tests.support.stored import stored_session, user_key
 from tests.support.topologies import LocalCluster
 from tests.support.topology_fixtures import LocalClusterFactory
 
@@ -34,12 +37,6 @@ APP = "tests.apps:app_from_env"
 
 def start_app(factory: AppServerFactory, cluster: LocalCluster, **env: str) -> AppServer:
     return factory(APP, {"SR_REDIS_URL": cluster.url, "SR_GRACE": "1", **env}, factory=True)
-
-
-def keys_of(refresh_token: str) -> tuple[str, str]:
-    """The session hash and the user index a refresh token's session lives in."""
-    _, user_tag, session_id, _, _ = refresh_token.split(".")
-    return f"sr:{{{user_tag}}}:s:{session_id}", f"sr:{{{user_tag}}}:u"
 
 
 def cluster_client(cluster: LocalCluster) -> SyncRedisCluster:
@@ -54,10 +51,8 @@ def test_each_session_lives_in_one_slot_and_sessions_spread_over_every_primary(
     owners = Counter()
     for user in range(30):
         issued = login(app, f"user-{user}")
-        session_key, index_key = keys_of(issued["refresh_token"])
-        owner = redis_cluster.node_for_key(session_key)
-        assert redis_cluster.node_for_key(index_key) is owner
-        assert owner.client().exists(session_key, index_key) == 2  # both really are on that node
+        owner = redis_cluster.node_for_key(user_key(issued["refresh_token"]))
+        assert stored_session(owner.client(), issued["refresh_token"]) is not None  # really on that node
         owners[owner.port] += 1
 
     assert set(owners) == {node.port for node in redis_cluster.primaries}, owners
@@ -79,7 +74,7 @@ def test_rotation_grace_and_reuse(redis_cluster: LocalCluster, app_server_factor
     assert reused.status_code == 400
     assert reused.json()["error"] == "invalid_grant"
     assert refresh(app, first.json()["refresh_token"]).status_code == 400  # the family is revoked
-    assert cluster_client(redis_cluster).exists(*keys_of(issued["refresh_token"])) == 0
+    assert cluster_client(redis_cluster).exists(user_key(issued["refresh_token"])) == 0
 
 
 def test_listing_and_logout_all_cover_every_session_of_the_user(
@@ -132,17 +127,31 @@ def refresh_loop(
     return run
 
 
+def subjects_in_one_slot(count: int) -> list[str]:
+    """``count`` subjects whose sessions all live in one Cluster slot (each user has one key)."""
+    codec = RefreshTokenCodec(SECRET.encode())
+    by_slot: dict[int, list[str]] = {}
+    for n in range(200_000):
+        subject = f"migrating-user-{n}"
+        same = by_slot.setdefault(redis.crc.key_slot(f"sr:{{{codec.user_tag(subject)}}}".encode()), [])
+        same.append(subject)
+        if len(same) == count:
+            return same
+    raise AssertionError(f"no slot with {count} subjects")
+
+
 def test_refreshes_during_a_slot_migration_all_succeed(
     redis_cluster: LocalCluster, app_server_factory: AppServerFactory
 ) -> None:
     app = start_app(app_server_factory, redis_cluster)
-    sessions = [login(app, "migrating-user") for _ in range(5)]
+    # Five users in one slot, two sessions each: the slot moves one user (key) at a time.
+    sessions = [login(app, subject) for subject in subjects_in_one_slot(5) for _ in range(2)]
     tokens = [s["refresh_token"] for s in sessions]
-    session_key, index_key = keys_of(tokens[0])
-    slot = redis.crc.key_slot(index_key.encode())
+    key = user_key(tokens[0])
+    slot = redis.crc.key_slot(key.encode())
     source = redis_cluster.slot_owner(slot)
     target = next(node for node in redis_cluster.primaries if node is not source)
-    assert len(redis_cluster.keys_in_slot(slot)) == 6  # five session hashes and the user's index
+    assert len(redis_cluster.keys_in_slot(slot)) == 5  # one string per user, whatever its sessions
 
     stop, statuses = threading.Event(), Counter[int]()
     worker = threading.Thread(target=refresh_loop(app, tokens, stop, statuses))
@@ -152,7 +161,7 @@ def test_refreshes_during_a_slot_migration_all_succeed(
         source.client().config_resetstat()
         redis_cluster.begin_migration(slot, target)
         # One key at a time, as a resharding tool moves them, with refreshes running in between:
-        # sessions whose keys sit on both nodes for a moment get TRYAGAIN, moved ones get ASK.
+        # users whose key has moved get ASK, the others are still served by the source.
         while redis_cluster.migrate_keys(slot, count=1):
             time.sleep(0.05)
         during = sum(statuses.values())
@@ -168,7 +177,7 @@ def test_refreshes_during_a_slot_migration_all_succeed(
     assert redirects.get("errorstat_ASK", 0) > 0
     assert redirects.get("errorstat_MOVED", 0) > 0
     assert redis_cluster.slot_owner(slot) is target
-    assert target.client().exists(session_key, index_key) == 2
+    assert target.client().exists(key) == 1
     assert during > 10, f"only {during} refreshes ran during the migration"
     assert set(statuses) == {200}, statuses
     for token in tokens:
@@ -203,10 +212,10 @@ def test_replica_acks_wait_on_the_shard_that_owns_the_session(
     by_shard: dict[int, str] = {}
     for user in range(20):
         issued = login(app, f"user-{user}")
-        session_key, _ = keys_of(issued["refresh_token"])
-        owner = cluster.node_for_key(session_key)
+        key = user_key(issued["refresh_token"])
+        owner = cluster.node_for_key(key)
         # No sleep: the WAIT went to the owning primary and returned once its replica held the session.
-        assert on_replica(replica_of(cluster, owner), session_key)
+        assert on_replica(replica_of(cluster, owner), key)
         by_shard.setdefault(owner.port, f"user-{user}")
     assert len(by_shard) == 3
 

@@ -23,6 +23,7 @@ from harness.processes import AppServer
 from tests.faults.load import KINDS, SHARED_TLS, Event, LoadConfig, LoadDriver
 from tests.integration.helpers import login, me, refresh
 from tests.support.fixtures import Launched
+from tests.support.stored import stored_generation
 from tests.support.topologies import LocalCluster
 from tests.support.topology_fixtures import ClusterPool
 
@@ -180,7 +181,7 @@ def test_round_robin_load_over_four_instances(apps: list[AppServer], redis_clust
 
     # The users' sessions really live on all three shards.
     owners = {
-        redis_cluster.node_for_key(f"sr:{{{tag}}}:s:x").port
+        redis_cluster.node_for_key(f"sr:{{{tag}}}").port
         for tag in {token_parts(login(apps[0], f"load-{i}")["refresh_token"])[0] for i in range(CLIENTS)}
     }
     assert owners == {node.port for node in redis_cluster.primaries}
@@ -247,8 +248,7 @@ def test_concurrent_refreshes_of_one_token_over_four_instances_rotate_once(
 ) -> None:
     """20 refreshes of the same token at once, spread over the four apps: one rotation, 20 x 200."""
     issued = login(apps[0], "racer")
-    key = session_key(issued["refresh_token"])
-    assert cluster_client.hget(key, "gen") == "0"
+    assert stored_generation(cluster_client, issued["refresh_token"]) == 0
     _, session_id, _ = token_parts(issued["refresh_token"])
 
     answers = asyncio.run(refresh_concurrently(apps, issued["refresh_token"]))
@@ -258,7 +258,7 @@ def test_concurrent_refreshes_of_one_token_over_four_instances_rotate_once(
     assert len(new_tokens) == 1, "the concurrent refreshes got different refresh tokens"
     (new_token,) = new_tokens
     assert token_parts(new_token)[1:] == (session_id, 1)
-    assert cluster_client.hget(key, "gen") == "1", "more than one rotation happened"
+    assert stored_generation(cluster_client, issued["refresh_token"]) == 1, "more than one rotation happened"
     # Every instance answered some of them, and the logs agree: one rotation, 19 grace answers.
     logs = "".join(app.log_text() for app in apps)
     rotated = logs.count(f"refresh rotated: session {session_id} gen 0 ")
@@ -276,4 +276,4 @@ def test_concurrent_refreshes_of_one_token_over_four_instances_rotate_once(
         assert me(apps[1], answer.json()["access_token"]).status_code == 200
     carried_on = refresh(apps[3], new_token)
     assert carried_on.status_code == 200, carried_on.text
-    assert cluster_client.hget(key, "gen") == "2"
+    assert stored_generation(cluster_client, issued["refresh_token"]) == 2

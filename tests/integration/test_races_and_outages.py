@@ -8,19 +8,15 @@ import time
 import httpx2
 
 from harness.processes import AppServer, RedisServer
-from starlette_refresh.refresh_tokens import RefreshTokenCodec
-from tests.apps import SECRET
 from tests.integration.helpers import app_env, login, me, refresh
 from tests.support.fixtures import AppServerFactory, RedisServerFactory
+from tests.support.stored import stored_generation as generation_in
 
 APP = "tests.apps:app_from_env"
 
 
 def stored_generation(redis: RedisServer, refresh_token: str) -> int:
-    parsed = RefreshTokenCodec(SECRET.encode()).parse(refresh_token)
-    raw = redis.client().hget(f"sr:{{{parsed.user_tag}}}:s:{parsed.session_id}", "gen")
-    assert raw is not None
-    return int(raw)
+    return generation_in(redis.client(), refresh_token)
 
 
 async def refresh_concurrently(apps: list[AppServer], token: str, count: int) -> list[httpx2.Response]:
@@ -128,16 +124,6 @@ def test_startup_warns_when_redis_keeps_nothing(
     other = app_server_factory(APP, app_env(durable), factory=True)
     assert "session store ready" in other.log_text()
     assert "persistence off" not in other.log_text()
-
-
-def test_startup_suggests_compact_session_hashes(
-    redis_server_factory: RedisServerFactory, app_server_factory: AppServerFactory
-) -> None:
-    stock = app_server_factory(APP, app_env(redis_server_factory()), factory=True)
-    assert "Set hash-max-listpack-value 256 on the session store" in stock.log_text()
-    tuned = redis_server_factory(extra_args=["--hash-max-listpack-value", "256"])
-    other = app_server_factory(APP, app_env(tuned), factory=True)
-    assert "hash-max-listpack-value" not in other.log_text()
 
 
 def test_logs_never_carry_raw_tokens(redis_server: RedisServer, app_server_factory: AppServerFactory) -> None:

@@ -24,6 +24,7 @@ from starlette_refresh.scripts import ReplicasBehind
 from starlette_refresh.store import RedisStore
 from tests.integration.helpers import app_env, login, me, refresh
 from tests.support.fixtures import AppServerFactory, RedisServerFactory
+from tests.support.stored import stored_session
 
 pytestmark = pytest.mark.integration
 
@@ -78,11 +79,6 @@ def paused(server: RedisServer) -> Iterator[None]:
         os.kill(server.pid, signal.SIGCONT)
 
 
-def session_key(refresh_token: str) -> str:
-    _, user_tag, session_id, _, _ = refresh_token.split(".")
-    return f"sr:{{{user_tag}}}:s:{session_id}"
-
-
 def test_an_acknowledged_login_is_already_on_the_replica(
     primary_and_replica: tuple[RedisServer, RedisServer], app_server_factory: AppServerFactory
 ) -> None:
@@ -92,7 +88,7 @@ def test_an_acknowledged_login_is_already_on_the_replica(
     for subject in ("1", "2", "3"):
         issued = login(app, subject)
         # No sleep: WAIT returned before the answer did.
-        assert replica.client().exists(session_key(issued["refresh_token"])) == 1
+        assert stored_session(replica.client(), issued["refresh_token"]) is not None
 
 
 def test_with_the_replica_stalled_logins_answer_503_and_refreshes_still_work(
@@ -144,7 +140,7 @@ def test_a_logout_the_replica_did_not_take_answers_503_and_can_be_repeated(
 
     again = httpx2.post(f"{app.url}/auth/logout", cookies=cookies, timeout=10)
     assert again.status_code == 204
-    assert replica.client().exists(session_key(issued["cookie"])) == 0
+    assert stored_session(replica.client(), issued["cookie"]) is None
 
 
 def test_startup_warns_when_the_primary_has_fewer_replicas_than_asked(

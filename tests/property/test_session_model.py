@@ -158,8 +158,7 @@ class SessionModel:
             s.last_used = now
             return "rotated"
         if presented == s.gen - 1 and now - s.rot < GRACE * 1000:
-            s.last_used = now
-            return "grace"
+            return "grace"  # answered from the stored state, which it leaves as it is
         s.indexed = False
         return "reused"
 

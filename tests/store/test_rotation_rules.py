@@ -7,95 +7,22 @@ starts on a free port, so the Lua scripts are proven on the real interpreter too
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-from typing import Any
+from dataclasses import replace
 
-import fakeredis
 import pytest
-import redis.asyncio as aioredis
 
-from harness.processes import RedisServer
-from starlette_refresh import InvalidGrant, TokenAuth
+from starlette_refresh import InvalidGrant, session_records
 from starlette_refresh.revocations import entry_for
 from starlette_refresh.sessions import SessionService
-from starlette_refresh.store import RedisStore
 from starlette_refresh.testing import ManualClock
-from tests.apps import SECRET
-
-REFRESH_TTL = 3600
-ABSOLUTE_TTL = 4 * 3600
-GRACE = 10
-
-
-@pytest.fixture(scope="module")
-def real_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = RedisServer(Path(tmp_path_factory.mktemp("redis-rules")))
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
-# The redis-server variant carries the integration mark (it needs a real server), so
-# ``-m "not integration"`` (tests/run --quick) keeps only the fakeredis one.
-@pytest.fixture(params=["fakeredis", pytest.param("redis-server", marks=pytest.mark.integration)])
-def anyio_backend_redis(request: pytest.FixtureRequest) -> tuple[str, Any]:
-    return request.param, request
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def redis_client(anyio_backend_redis: tuple[str, Any]) -> AsyncIterator[Any]:
-    kind, request = anyio_backend_redis
-    if kind == "fakeredis":
-        client: Any = fakeredis.aioredis.FakeRedis(server=fakeredis.FakeServer())
-    else:
-        client = aioredis.Redis.from_url(request.getfixturevalue("real_redis_url"))
-        await client.flushall()
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(1_800_000_000.0)
-
-
-@pytest.fixture
-async def service(redis_client: Any, clock: ManualClock) -> SessionService:
-    auth = TokenAuth(
-        secret_key=SECRET,
-        redis=redis_client,
-        clock=clock,
-        access_ttl=300,
-        refresh_ttl=REFRESH_TTL,
-        absolute_ttl=ABSOLUTE_TTL,
-        refresh_grace=GRACE,
-        max_sessions_per_user=3,
-    )
-    await auth.startup()
-    return auth.sessions
-
-
-def store_of(service: SessionService) -> RedisStore:
-    assert isinstance(service.store, RedisStore)
-    return service.store
+from tests.store.helpers import ABSOLUTE_TTL, GRACE, REFRESH_TTL, store_of
 
 
 async def generation_in_store(service: SessionService, token: str) -> int:
     parsed = service.refresh_codec.parse(token)
-    raw = await store_of(service).redis.hget(
-        store_of(service).layout.session(parsed.user_tag, parsed.session_id), "gen"
-    )
-    return int(raw)
+    stored = await store_of(service).stored_session(parsed.user_tag, parsed.session_id)
+    assert stored is not None, "the session is not stored"
+    return stored.generation
 
 
 pytestmark = pytest.mark.anyio
@@ -154,8 +81,13 @@ async def test_token_ahead_of_store_is_accepted_after_lost_writes(service: Sessi
     third = await service.refresh(second.refresh_token)
     # Simulate a store restored from a snapshot taken before the last two rotations.
     parsed = service.refresh_codec.parse(third.refresh_token)
-    await store_of(service).redis.hset(
-        store_of(service).layout.session(parsed.user_tag, parsed.session_id), "gen", 0
+    store = store_of(service)
+    user = session_records.decode(await store.redis.get(store.layout.user(parsed.user_tag)))
+    forgotten = [replace(s, generation=0) for s in user.sessions]
+    await store.redis.set(
+        store.layout.user(parsed.user_tag),
+        session_records.encode(replace(user, sessions=tuple(forgotten))),
+        keepttl=True,
     )
     fourth = await service.refresh(third.refresh_token)
     assert await generation_in_store(service, fourth.refresh_token) == 3
@@ -237,9 +169,10 @@ async def test_revoke_checks_ownership(service: SessionService) -> None:
 async def test_every_key_has_a_ttl_and_one_hash_tag(service: SessionService) -> None:
     issued = await service.login("alice")
     issued = await service.refresh(issued.refresh_token)
+    await service.login("alice")
     redis = store_of(service).redis
     keys = [k.decode() for k in await redis.keys("*")]
-    assert len(keys) == 2
+    assert len(keys) == 1, "one key per user, however many sessions"
     tag = service.refresh_codec.parse(issued.refresh_token).user_tag
     for key in keys:
         assert f"{{{tag}}}" in key
@@ -269,7 +202,7 @@ async def test_a_rotation_that_reaches_redis_after_its_deadline_changes_nothing(
     issued = await service.login("alice")
     store = store_of(service)
     parsed = service.refresh_codec.parse(issued.refresh_token)
-    keys = [store.layout.session(parsed.user_tag, parsed.session_id), store.layout.index(parsed.user_tag)]
+    keys = store.layout.for_session(parsed.user_tag, parsed.session_id)
     rotate = store._scripts["rotate"]
     late = await rotate(store.redis, keys, [parsed.session_id, 0, 1_800_000_000_000, 10_000, 3_600_000, 1])
     assert [x.decode() if isinstance(x, bytes) else x for x in late] == ["late"]

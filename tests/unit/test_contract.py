@@ -1385,8 +1385,9 @@ def stored_strings(redis: fakeredis.FakeRedis, key: str) -> list[str]:
         return [part for pair in redis.hgetall(key).items() for part in pair]
     if kind == "zset":
         return [member for member, _ in redis.zrange(key, 0, -1, withscores=True)]
-    if kind == "string":
-        return [redis.get(key) or ""]
+    if kind == "string":  # a user's sessions, in binary: read the bytes (tokens are ASCII)
+        raw = fakeredis.FakeRedis(connection_pool=redis.connection_pool, decode_responses=False)
+        return [(raw.execute_command("GET", key, NEVER_DECODE=True) or b"").decode("latin-1")]
     if kind == "set":
         return list(redis.smembers(key))
     if kind == "list":

@@ -19,7 +19,7 @@ from typing import Any
 import fakeredis
 import pytest
 
-from starlette_refresh import Settings, StoreUnavailable
+from starlette_refresh import Settings, StoreUnavailable, session_records
 from starlette_refresh.store import RedisStore
 
 TAG, SID = "0" * 20, "s" * 22
@@ -79,7 +79,9 @@ async def generation_after_rotation(waited: float, delay: float) -> tuple[str, i
         answered = "503"
     await holder
     await asyncio.gather(*redis.in_flight)  # the script has run in Redis, whatever we answered
-    generation = int(await redis.inner.hget(store.layout.session(TAG, SID), "gen"))
+    stored = session_records.decode(await redis.inner.get(store.layout.user(TAG))).find(SID)
+    assert stored is not None
+    generation = stored.generation
     return answered, generation
 
 
