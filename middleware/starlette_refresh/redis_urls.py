@@ -131,8 +131,12 @@ def client_from_target(target: RedisTarget, timeout: float, max_connections: int
 
     Its retry policy is one quick retry (a pooled connection may be stale after a Redis restart or a
     failover), so an outage turns into a 503 within about ``timeout`` seconds instead of a request that
-    hangs. Standalone and Sentinel clients wait for a free connection (up to ``timeout``) when all
-    ``max_connections`` are busy; a Cluster client has ``max_connections`` per node.
+    hangs. Commands have no socket timeout of their own: the store bounds every operation as a whole
+    (``OperationGuard``, ``asyncio.timeout``), and redis-py drops a connection whose command was
+    cancelled. A per-read timeout would bound nothing more, yet cost every command a timer and, on
+    Python 3.11, a task (``asyncio.wait_for``). The store's guard admits at most ``max_connections``
+    operations at once, first come first served, so the pools never run out; a Cluster client has
+    ``max_connections`` per node.
     """
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialWithJitterBackoff
@@ -141,7 +145,7 @@ def client_from_target(target: RedisTarget, timeout: float, max_connections: int
     common: dict[str, Any] = {
         "username": target.username,
         "password": target.password,
-        "socket_timeout": timeout,
+        "socket_timeout": None,
         "socket_connect_timeout": timeout,
         "retry": Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.1), retries=1),
         "retry_on_error": [redis_errors.ConnectionError, redis_errors.TimeoutError],
@@ -187,18 +191,18 @@ def _sentinel_client(
 def _standalone_client(
     target: RedisTarget, timeout: float, max_connections: int, common: dict[str, Any]
 ) -> Any:
-    from redis.asyncio import BlockingConnectionPool, Redis
+    # A plain pool, not a blocking one: the store's guard already admits at most max_connections
+    # operations at once, first come first served, so the pool never runs out; a blocking pool would
+    # only add a condition and, on Python 3.11, a wait_for task to every command.
+    from redis.asyncio import ConnectionPool, Redis
 
     if target.url.startswith("unix://"):
-        pool = BlockingConnectionPool.from_url(
-            target.url, max_connections=max_connections, timeout=timeout, **common
-        )
+        pool = ConnectionPool.from_url(target.url, max_connections=max_connections, **common)
     else:
         ((host, port),) = target.hosts
         connection_class = _ssl_connection_class() if target.tls else None
-        pool = BlockingConnectionPool(
+        pool = ConnectionPool(
             max_connections=max_connections,
-            timeout=timeout,
             host=host,
             port=port,
             db=target.db,
