@@ -574,11 +574,13 @@ class AppServer(_ManagedProcess):
         cwd: Path = REPO_ROOT,
         log_dir: Path | None = None,
         extra_args: Sequence[str] = (),
+        python: str | Path | None = None,
     ) -> None:
         """Prepare (but do not start) a server; ``port=None`` picks a free port now.
 
         ``log_dir`` defaults to a fresh temporary directory.  ``extra_args`` are appended
-        to the uvicorn command line.
+        to the uvicorn command line.  ``python`` (default: this interpreter) runs uvicorn, e.g. the
+        interpreter of a virtual environment with another release installed.
         """
         if log_dir is None:
             log_dir = Path(tempfile.mkdtemp(prefix="sr-app-"))
@@ -588,6 +590,7 @@ class AppServer(_ManagedProcess):
         self.factory = factory
         self.cwd = Path(cwd)
         self.extra_args: list[str] = list(extra_args)
+        self.python = str(python) if python is not None else sys.executable
         # uvicorn logs to stdout, so the log is the captured output. Named after the first port:
         # servers may share a log_dir, and the name stays put if a lost bind race moves the port.
         self._log_name = self._output_name = f"uvicorn-{self._port}.log"
@@ -595,7 +598,7 @@ class AppServer(_ManagedProcess):
     def argv(self) -> list[str]:
         """The exact command line used to start the server."""
         argv = [
-            sys.executable, "-m", "uvicorn", self.app_ref,
+            self.python, "-m", "uvicorn", self.app_ref,
             "--host", _LOCALHOST,
             "--port", str(self._port),
             "--log-level", "info",

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from starlette_refresh import SigningKey, TokenAuth
+from starlette_refresh import SigningKey, TokenAuth, format_watch
 from starlette_refresh.clock import Clock, system_clock
 
 SECRET = "test-secret-0123456789-0123456789-0123456789"
@@ -88,8 +88,11 @@ def auth_from_env() -> TokenAuth:
     """A TokenAuth configured by ``SR_REDIS_URL``, ``SR_SECRET``, the ``SR_*_TTL`` variables,
     ``SR_LEEWAY``, ``SR_STORE_TIMEOUT``, ``SR_REPLICA_ACKS``, ``SR_REPLICA_ACK_TIMEOUT``, and
     ``SR_CLOCK_SKEW`` (seconds this process's clock is off, to play an unsynchronised host), and
-    ``SR_KEYS`` (asymmetric signing keys, see :func:`keys_from_env`)."""
+    ``SR_KEYS`` (asymmetric signing keys, see :func:`keys_from_env`), and
+    ``SR_FORMAT_CHECK_INTERVAL`` (seconds between counts of 0.1 processes, see format_watch)."""
     env = os.environ
+    if "SR_FORMAT_CHECK_INTERVAL" in env:  # how soon a rolling-upgrade test sees 0.1 processes go
+        format_watch.CHECK_INTERVAL_SECONDS = float(env["SR_FORMAT_CHECK_INTERVAL"])
     return TokenAuth(
         clock=host_clock(float(env.get("SR_CLOCK_SKEW", "0"))),
         secret_key=env.get("SR_SECRET", SECRET),

@@ -18,6 +18,7 @@ from .assets import ManagerFiles
 from .clock import Clock, system_clock
 from .endpoints import AuthEndpoints, Transport
 from .errors import ConfigurationError, StoreUnavailable
+from .format_watch import FormatWatch
 from .keys import KeyRing, SigningKey, as_key_ring
 from .logins import LoginAnswer, login_response
 from .middleware import TokenAuthMiddleware
@@ -90,6 +91,7 @@ class TokenAuth:
         self._shared_clock = None if is_shared(clock) else SharedClock(clock)
         self.clock: Clock = clock if self._shared_clock is None else self._shared_clock
         self._clock_checks: asyncio.Task[None] | None = None
+        self._format_checks: asyncio.Task[None] | None = None
         self.observer: Observer = observer if observer is not None else NullObserver()
         key_ring, refresh_secret = _keys(secret_key, keys)
         self.store = _store(redis_url, redis, store, self.settings, self.observer)
@@ -244,6 +246,7 @@ class TokenAuth:
         logger.info("session store ready (%s)", self._store_label)
         await check_store_server(self.store, self.settings.replica_acks, self._store_label)
         await self._set_clock()
+        await self._watch_formats()
         await self.revocation_feed.start()
         # No request before the revocations are in: a process started after a logout must refuse
         # that session's access tokens from its first request on.
@@ -257,6 +260,18 @@ class TokenAuth:
                 f"starlette-refresh {exc} ({self._store_label}); the app will not serve tokens that "
                 "may have been revoked. Check that Redis answers, or raise store_timeout."
             ) from exc
+
+    async def _watch_formats(self) -> None:
+        """Decides which stored format to write before the first request: format 1 while processes
+        of 0.1 share the store (a rolling upgrade), counting again until they are gone; else 2."""
+        if not hasattr(self.store, "older_processes") or self._format_checks is not None:
+            return
+        watch = FormatWatch(self.store)  # type: ignore[arg-type]
+        await watch.check(first=True)
+        if watch.writes_format1:
+            self._format_checks = asyncio.create_task(
+                watch.keep_watching(), name="starlette-refresh format checks"
+            )
 
     async def _set_clock(self) -> None:
         """Sets this process's clock to Redis's before any decision is made with it, and keeps it set."""
@@ -274,11 +289,12 @@ class TokenAuth:
             )
 
     async def _stop(self) -> None:
-        checks, self._clock_checks = self._clock_checks, None
-        if checks is not None:
-            checks.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await checks
+        for checks in (self._clock_checks, self._format_checks):
+            if checks is not None:
+                checks.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await checks
+        self._clock_checks = self._format_checks = None
         await self.revocation_feed.stop()
         await self.store.close()
 

@@ -177,16 +177,29 @@ local function drop_format1(hash, index, sid)
   redis.call('ZREM', index, sid)
   if redis.call('ZCARD', index) == 0 then redis.call('DEL', index) end
 end
+
+-- Writes a session as 0.1 stored it: what this release does while 0.1 processes still serve.
+local function write_format1(hash, index, s, subject, now)
+  local claims = s.claims
+  if claims == '' then claims = '{}' end
+  redis.call('HSET', hash, 'sub', subject, 'cl', claims, 'ua', s.label, 'gen', int(s.gen), 'rot', int(s.rot),
+    'ca', int(s.ca), 'lu', int(s.rot), 'exp', int(s.exp), 'abs', int(s.abs))
+  redis.call('PEXPIRE', hash, math.max(1, s.exp - now))
+  redis.call('ZADD', index, int(s.exp), s.sid)
+  expire_index(index, now)
+end
 """
 
-# KEYS: user, format-1 index. ARGV: session id, subject, claims, device label, now, idle expiry,
-# absolute expiry, max sessions per user. Returns the ids of the sessions evicted to make room (the
-# caller deletes their format-1 hashes, if any).
+# KEYS: user, format-1 index, the new session's format-1 hash. ARGV: session id, subject, claims,
+# device label, now, idle expiry, absolute expiry, max sessions per user, the format to write (2, or
+# 1 while 0.1 processes serve). Returns the ids of the sessions evicted to make room (the caller
+# deletes their format-1 hashes, if any).
 CREATE = (
     _PRELUDE
     + _READ
     + _WRITE
     + _RECORD
+    + _FORMAT1
     + """
 local sid, subject, now, exp = ARGV[1], ARGV[2], tonumber(ARGV[5]), tonumber(ARGV[6])
 local claims = ARGV[3]
@@ -224,16 +237,26 @@ for i, s in ipairs(live) do
     latest = math.max(latest, s[1])
   end
 end
-kept[#kept + 1] = encode({sid = sid, gen = 0, ca = now, rot = now, exp = exp, abs = tonumber(ARGV[7]),
-  label = ARGV[4], claims = claims})
-write_user(KEYS[1], subject, table.concat(kept), latest, now)
+local new = {sid = sid, gen = 0, ca = now, rot = now, exp = exp, abs = tonumber(ARGV[7]), label = ARGV[4],
+  claims = claims}
+if ARGV[9] == '1' then
+  write_format1(KEYS[3], KEYS[2], new, subject, now)
+  if #kept > 0 then
+    write_user(KEYS[1], subject, table.concat(kept))
+  elseif value then
+    redis.call('DEL', KEYS[1])
+  end
+else
+  kept[#kept + 1] = encode(new)
+  write_user(KEYS[1], subject, table.concat(kept), latest, now)
+end
 return evicted
 """
 )
 
 # KEYS: user. ARGV: see _ROTATION. The refresh: TIME (for the deadline), GET and, when it rotates or
 # ends the session, SET. Replies {'absent'} when the user's string does not hold the session, which
-# the caller then looks for in format 1 (ROTATE_FORMAT1).
+# the caller then looks for in format 1 (ROTATE_ANY).
 ROTATE = (
     _READ
     + _WRITE
@@ -264,35 +287,47 @@ return reply(outcome, s, subject, stored, claims)
 """
 )
 
-# KEYS: user, format-1 session, format-1 index. ARGV: see _ROTATION. The same rules on a format-1
-# session; a rotation moves it into the user's string.
-ROTATE_FORMAT1 = (
-    _READ
+# KEYS: user, format-1 session, format-1 index. ARGV: see _ROTATION, then the format to write (2,
+# or 1 while 0.1 processes serve). The same rules on a session stored in either format; a rotation
+# stores it in the format asked for and removes it from the other.
+ROTATE_ANY = (
+    _PRELUDE
+    + _READ
     + _WRITE
     + _RECORD
     + _ROTATION
     + _FORMAT1
     + """
 if too_late() then return {'late'} end
-local sid, now = ARGV[1], tonumber(ARGV[3])
-local s, subject = read_format1(KEYS[2], KEYS[3], sid)
-if not s then return {subject} end
+local sid, now, target = ARGV[1], tonumber(ARGV[3]), ARGV[7]
+local value = redis.call('GET', KEYS[1])
+local subject, at, first, last, latest = nil, nil, nil, nil, 0
+if value then
+  subject, at = read_user(value)
+  if type(subject) == 'table' then return subject end
+  first, last, latest = find(value, at, sid)
+end
+local s, why
+if first then
+  s = decode(value, first, last)
+else
+  s, why = read_format1(KEYS[2], KEYS[3], sid)
+  if not s then return {why} end
+  subject = subject or why
+end
+-- the user's other format-2 records
+local others = ''
+if value then others = sub(value, at, (first or #value + 1) - 1) .. sub(value, (last or #value) + 1) end
 local stored = s.gen
 local outcome = rotation(s, now)
-if outcome == 'rotated' then
-  drop_format1(KEYS[2], KEYS[3], sid)
-  local value, records, latest = redis.call('GET', KEYS[1]), '', 0
-  if value then
-    local at
-    subject, at = read_user(value)
-    if type(subject) == 'table' then return subject end
-    records = sub(value, at)
-    local _, _, others = find(value, at, '')
-    latest = others
-  end
-  write_user(KEYS[1], subject, records .. encode(s), math.max(latest, s.exp), now)
+if outcome == 'rotated' and target == '2' then
+  if not first then drop_format1(KEYS[2], KEYS[3], sid) end
+  write_user(KEYS[1], subject, others .. encode(s), math.max(latest, s.exp), now)
+elseif outcome == 'rotated' then
+  if first then write_user(KEYS[1], subject, others) end
+  write_format1(KEYS[2], KEYS[3], s, subject, now)
 elseif outcome ~= 'grace' then
-  drop_format1(KEYS[2], KEYS[3], sid)
+  if first then write_user(KEYS[1], subject, others) else drop_format1(KEYS[2], KEYS[3], sid) end
 end
 return reply(outcome, s, subject, stored, s.claims)
 """
@@ -378,7 +413,7 @@ return redis.call('PUBLISH', ARGV[1], ARGV[4])
 SCRIPTS = {
     "create": CREATE,
     "rotate": ROTATE,
-    "rotate_format1": ROTATE_FORMAT1,
+    "rotate_any": ROTATE_ANY,
     "revoke": REVOKE,
     "revoke_format1": REVOKE_FORMAT1,
     "revoke_all": REVOKE_ALL,

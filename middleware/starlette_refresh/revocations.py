@@ -168,7 +168,7 @@ class RevocationFeed:
 
     async def _run(self) -> None:
         failures = 0
-        while not self._stopping:
+        while not self._ending():
             try:
                 await self._follow()
             except Exception as exc:
@@ -180,6 +180,13 @@ class RevocationFeed:
             # meanwhile waits for this reconnect: retry quickly first, then back off to retry_delay.
             await asyncio.sleep(min(self.retry_delay, 0.05 * 2**failures))
             failures += 1
+
+    def _ending(self) -> bool:
+        """True once stop() was called or this task was cancelled, even if a client's own wait_for
+        swallowed the cancellation (Python 3.11): an event loop closing without a lifespan shutdown
+        cancels each task once, and a feed that carried on would keep the loop from closing."""
+        task = asyncio.current_task()
+        return self._stopping or (task is not None and task.cancelling() > 0)
 
     def _lost(self, exc: Exception) -> None:
         """Says why the feed dropped. An outage (the store's own classification) is expected and
@@ -200,7 +207,7 @@ class RevocationFeed:
             if self._loaded is not None:
                 self._loaded.set()
             self._set_live(True)
-            while not self._stopping:
+            while not self._ending():
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=self.ping_interval)
                 if message is None:
                     # Quiet channel: make sure the connection is still there (a paused or

@@ -159,6 +159,9 @@ class RedisStore:
             observer if observer is not None else NullObserver(),
         )
         self._deadlines = Deadlines(settings.store_timeout, settings.replica_ack_timeout)
+        #: The stored format logins and rotations write: 2, or 1 while processes of 0.1 serve too
+        #: (set by :class:`.format_watch.FormatWatch`).
+        self.write_format = 2
 
     @property
     def redis(self) -> Any:
@@ -229,9 +232,13 @@ class RedisStore:
         """Stores a new session at generation 0; returns ids evicted over ``max_sessions``.
 
         ``device`` is the short label the session list shows (:func:`.devices.device_label`)."""
-        keys = [self.layout.user(user_tag), self.layout.index(user_tag)]
+        keys = [
+            self.layout.user(user_tag),
+            self.layout.index(user_tag),
+            self.layout.session(user_tag, session_id),
+        ]
         args = [session_id, subject, claims_json, device, now_ms]
-        args += [idle_expires_at_ms, absolute_expires_at_ms, max_sessions]
+        args += [idle_expires_at_ms, absolute_expires_at_ms, max_sessions, self.write_format]
         async with self._guard("create") as bound:
             created = await self._scripts["create"](self.redis, keys, args, **self._durably(bound))
             evicted = [_text(x) for x in created]
@@ -263,11 +270,15 @@ class RedisStore:
                 await self._deadlines.calibrate(self.redis)
             deadline = self._deadlines.redis_deadline_ms(bound)
             args = [session_id, generation, now_ms, grace_ms, idle_ttl_ms, deadline]
-            reply = await self._scripts["rotate"](self.redis, [self.layout.user(user_tag)], args)
+            target = self.write_format
+            reply = ["absent"]
+            if target == 2:
+                reply = await self._scripts["rotate"](self.redis, [self.layout.user(user_tag)], args)
             if _text(reply[0]) == "absent":
-                # Not in the user's string: a session stored by release 0.1, or none at all.
+                # Not in the user's string (a session stored in format 1, or none at all), or format 1
+                # is to be written: the script that reads and writes either.
                 keys = self.layout.for_session(user_tag, session_id)
-                reply = await self._scripts["rotate_format1"](self.redis, keys, args)
+                reply = await self._scripts["rotate_any"](self.redis, keys, [*args, target])
         if _text(reply[0]) == "late":
             self._deadlines.forget()
             fields = log_fields("store", outcome="unavailable", operation="rotate")
@@ -320,6 +331,14 @@ class RedisStore:
                 ]
         return sorted((s for s in sessions if s is not None), key=lambda s: s.created_at_ms)
 
+    async def older_processes(self) -> int:
+        """How many processes of release 0.1 share this store: subscribers of the revocation channel
+        that are not subscribed to the format-2 marker too (on every node of a Cluster)."""
+        async with self._guard("older_processes"):
+            counts = dict(await self.redis.pubsub_numsub(self.layout.channel, self.layout.format_marker))
+        numbers = {_text(channel): int(n) for channel, n in counts.items()}
+        return max(0, numbers.get(self.layout.channel, 0) - numbers.get(self.layout.format_marker, 0))
+
     async def stored_session(self, user_tag: str, session_id: str) -> session_records.SessionRecord | None:
         """The session's stored state in either format, ended or not, or None when nothing is stored
         (for tests, benchmarks and an operator's questions; the scripts make every decision)."""
@@ -357,7 +376,8 @@ class RedisStore:
         pubsub, own_pool = _pubsub_for(self.redis)
         try:
             async with self._guard("subscribe"):
-                await pubsub.subscribe(self.layout.channel)
+                # One command, so the two counts PUBSUB NUMSUB reads move together (format_watch).
+                await pubsub.subscribe(self.layout.channel, self.layout.format_marker)
             yield pubsub
         finally:
             with contextlib.suppress(Exception):  # the connection may already be dead

@@ -38,6 +38,13 @@ class KeyLayout:
         return f"{self._prefix}{{revocations}}"
 
     @property
+    def format_marker(self) -> str:
+        """A channel nobody publishes on: processes that write format 2 subscribe to it beside
+        :attr:`channel`, so the subscribers of one and not the other are processes of 0.1
+        (:mod:`.format_watch`)."""
+        return f"{self._prefix}format:2"
+
+    @property
     def channel(self) -> str:
         """The pub/sub channel that tells every app process about a revocation at once."""
         return f"{self._prefix}revocations"

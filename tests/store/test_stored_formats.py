@@ -219,3 +219,57 @@ async def test_session_records_read_by_python_match_what_the_scripts_wrote(servi
         (second.session_id, 1, "Chrome 131 on Linux", "{}"),
     ]
     assert session_records.encode(user) == value  # byte for byte what Lua wrote
+
+
+async def test_while_older_processes_serve_sessions_are_written_in_format1_and_move_back_after(
+    service: SessionService,
+) -> None:
+    store = store_of(service)
+    before = await service.login("alice")  # format 2
+    store.write_format = 1  # what FormatWatch sets while 0.1 processes share the store
+
+    during = await service.login("alice")
+    moved = await service.refresh(before.refresh_token)
+
+    tag = service.refresh_codec.user_tag("alice")
+    assert await keys(service) == sorted(
+        [
+            store.layout.index(tag),
+            store.layout.session(tag, before.session_id),
+            store.layout.session(tag, during.session_id),
+        ]
+    ), "0.1 must find both sessions where it looks"
+    fields = await store.redis.hgetall(store.layout.session(tag, before.session_id))
+    assert {k.decode(): v.decode() for k, v in fields.items() if k in (b"sub", b"gen", b"cl")} == {
+        "sub": "alice",
+        "gen": "1",
+        "cl": "{}",
+    }
+    again = await service.refresh(moved.refresh_token)  # a format-1 rotation stays format 1
+    assert (await store.stored_session(tag, before.session_id)).generation == 2  # type: ignore[union-attr]
+
+    store.write_format = 2  # the old processes are gone
+    await service.refresh(again.refresh_token)
+    await service.refresh(during.refresh_token)
+    assert await keys(service) == [store.layout.user(tag)]
+    assert [s.id for s in await service.list_sessions("alice", before.session_id)] == [
+        before.session_id,
+        during.session_id,
+    ]
+
+
+async def test_older_processes_are_the_subscribers_without_the_format2_marker(
+    service: SessionService,
+) -> None:
+    store = store_of(service)
+    assert await store.older_processes() == 0
+    async with store.subscription():  # this release: both channels in one SUBSCRIBE
+        assert await store.older_processes() == 0
+        old = store.redis.pubsub()
+        await old.subscribe(store.layout.channel)  # what 0.1 subscribes to
+        try:
+            assert await store.older_processes() == 1
+        finally:
+            await old.unsubscribe()  # as its connection closing does (fakeredis needs it said)
+            await old.aclose()
+    assert await store.older_processes() == 0

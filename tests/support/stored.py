@@ -26,9 +26,10 @@ def user_key(refresh_token: str, prefix: str = "sr:") -> str:
 def stored_session(client: Any, refresh_token: str, prefix: str = "sr:") -> SessionRecord | None:
     """The token's session as stored, or None when Redis holds nothing for it."""
     user_tag, session_id = parts(refresh_token)
-    value = client.get(f"{prefix}{{{user_tag}}}")
+    # the value is binary: read it undecoded, whatever the client's decode_responses
+    value = client.execute_command("GET", f"{prefix}{{{user_tag}}}", NEVER_DECODE=True)
     if value is not None:
-        found = session_records.decode(value.encode() if isinstance(value, str) else value).find(session_id)
+        found = session_records.decode(value).find(session_id)
         if found is not None:
             return found
     gen = client.hget(f"{prefix}{{{user_tag}}}:s:{session_id}", "gen")

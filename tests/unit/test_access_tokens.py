@@ -20,9 +20,13 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jwt.api_jws import PyJWS
 from starlette.testclient import TestClient
 
-from starlette_refresh import ConfigurationError, InvalidToken, KeyRing, SigningKey, TokenAuth
+from starlette_refresh import ConfigurationError, InvalidToken, KeyRing, Settings, SigningKey, TokenAuth
+from starlette_refresh.access_tokens import RESERVED_CLAIMS, AccessTokenCodec
 from starlette_refresh.testing import ManualClock
 from tests.apps import SECRET, build_app
 
@@ -916,3 +920,29 @@ def test_non_json_claims_are_refused_at_login(
 ) -> None:
     with pytest.raises(ValueError, match="claims must be JSON-serializable"):
         run(auth.sessions.login("42", claims))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    algorithm=st.sampled_from(["HS256", "HS384", "HS512"]),
+    kid=st.one_of(st.none(), st.text(min_size=1, max_size=8)),
+    claims=st.dictionaries(
+        st.text(max_size=8).filter(lambda k: k not in RESERVED_CLAIMS),
+        st.one_of(st.integers(), st.text(max_size=20), st.booleans()),
+        max_size=4,
+    ),
+)
+def test_hmac_tokens_are_byte_for_byte_what_pyjwt_signs(
+    algorithm: str, kid: str | None, claims: dict[str, object]
+) -> None:
+    """The codec signs HMAC tokens itself (a refresh signs one); they must be PyJWT's exact bytes."""
+    secret = b"s" * 64
+    ring = KeyRing([SigningKey.hmac(secret, algorithm=algorithm, kid=kid)])
+    codec = AccessTokenCodec(ring, Settings(access_ttl=60), lambda: 1_800_000_000.0)
+
+    issued = codec.issue("alice", "S" * 22, claims)
+
+    header = {"typ": "at+jwt", **({"kid": kid} if kid is not None else {})}
+    body = json.dumps(dict(issued.claims), separators=(",", ":")).encode()
+    assert issued.token == PyJWS().encode(body, secret, algorithm=algorithm, headers=header)
+    assert codec.verify(issued.token)["sub"] == "alice"
