@@ -189,9 +189,8 @@ class SessionService:
         except InvalidGrant:
             self.observer.refresh("invalid")
             raise
-        presented = fingerprint(raw_token)
         if self.revocations.is_revoked(token.session_id):
-            await self._refuse_revoked(token, presented)
+            await self._refuse_revoked(token, fingerprint(raw_token))
         now_ms = self._now_ms()
         with self._refresh_outage():
             verdict = await self.store.rotate(
@@ -205,10 +204,13 @@ class SessionService:
         answer = _answer_to(verdict, token)
         # Counted before anything else can fail: a reuse stays a reuse even if announcing it does not.
         self.observer.refresh(answer.outcome)
-        where = f"session {token.session_id} gen {token.generation} (refresh {presented})"
-        details = {"where": where, "generation": verdict.generation, "stored": verdict.stored_generation}
-        fields = self._refresh_fields(answer, token, presented)
-        logger.log(answer.level, answer.message, details, extra=fields)
+        if logger.isEnabledFor(answer.level):  # build the line only for a logger that keeps it
+            presented = fingerprint(raw_token)
+            where = f"session {token.session_id} gen {token.generation} (refresh {presented})"
+            details = {"where": where, "generation": verdict.generation, "stored": verdict.stored_generation}
+            logger.log(
+                answer.level, answer.message, details, extra=self._refresh_fields(answer, token, presented)
+            )
         if answer.ends_session:
             await self._end_sessions("reuse", token.user_tag, [token.session_id])
         if answer.refusal is not None:
