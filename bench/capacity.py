@@ -44,6 +44,7 @@ from starlette_refresh.sessions import SessionService
 from starlette_refresh.store import RedisStore
 
 TARGET_SESSIONS = 1_000_000
+TARGETS = (1_000_000, 10_000_000)  # the calculation is printed for each
 CHECKPOINTS = (1_000, 10_000, 100_000, 1_000_000)
 SAMPLE_SIZE = 20_000
 LATENCY_SAMPLES = 2_000
@@ -56,9 +57,8 @@ SHAPE_SESSIONS = 30_000
 # As many logins in flight as the store has connections (store_max_connections, default 100): more
 # would only queue inside the store.
 FILL_IN_FLIGHT = 100
-# A current desktop browser's User-Agent. Its length matters twice over: the session hash stores it,
-# and a value longer than hash-max-listpack-value (64 by default) turns the whole hash from a compact
-# listpack into a hash table.
+# A current desktop browser's User-Agent (111 characters). The store keeps the short label derived
+# from it ("Chrome 126 on Windows"), so its length no longer matters; SHORT_USER_AGENT shows that.
 USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/126.0.0.0 Safari/537.36"
@@ -117,9 +117,8 @@ class Checkpoint:
     sessions: int
     used_memory_delta: int
     keyspace_delta: int
-    hash_bytes: int
-    hash_encoding: str
-    index_bytes: int
+    key_bytes: int
+    key_encoding: str
     get_p50_us: float
     get_p99_us: float
     refresh_p50_us: float
@@ -315,9 +314,8 @@ async def checkpoint(
     waited = await wait_for_aof_rewrite(probe)
     used, keyspace = await memory(probe)
     parsed = sessions.refresh_codec.parse(reservoir.tokens[rng.randrange(len(reservoir.tokens))])
-    session_key = redis_store(auth).layout.session(parsed.user_tag, parsed.session_id)
-    hash_bytes = await probe.memory_usage(session_key, samples=0)
-    index_bytes = await probe.memory_usage(redis_store(auth).layout.index(parsed.user_tag), samples=0)
+    user_key = redis_store(auth).layout.user(parsed.user_tag)
+    key_bytes = await probe.memory_usage(user_key, samples=0)
 
     await probe.config_resetstat()
     get_times, refresh_times, errors = await refresh_latency(sessions, probe, reservoir, rng)
@@ -330,9 +328,8 @@ async def checkpoint(
         sessions=stored,
         used_memory_delta=used - baseline[0],
         keyspace_delta=keyspace - baseline[1],
-        hash_bytes=int(hash_bytes or 0),
-        hash_encoding=(await probe.object("encoding", session_key)).decode(),
-        index_bytes=int(index_bytes or 0),
+        key_bytes=int(key_bytes or 0),
+        key_encoding=(await probe.object("encoding", user_key)).decode(),
         get_p50_us=percentile(get_times, 0.5) * 1e6,
         get_p99_us=percentile(get_times, 0.99) * 1e6,
         refresh_p50_us=percentile(refresh_times, 0.5) * 1e6,
@@ -406,7 +403,7 @@ class Shape:
     per_user: int
     user_agent: str
     bytes_per_session: float
-    hash_encoding: str
+    key_encoding: str
 
 
 async def shapes(auth: TokenAuth, probe: Any, rng: random.Random) -> list[Shape]:
@@ -419,8 +416,7 @@ async def shapes(auth: TokenAuth, probe: Any, rng: random.Random) -> list[Shape]
         await fill(auth.sessions, scratch, SHAPE_SESSIONS, subject, None, agent)
         used = (await memory(probe))[1] - baseline[1]
         parsed = auth.sessions.refresh_codec.parse(scratch.tokens[0])
-        session_key = redis_store(auth).layout.session(parsed.user_tag, parsed.session_id)
-        encoding = await probe.object("encoding", session_key)
+        encoding = await probe.object("encoding", redis_store(auth).layout.user(parsed.user_tag))
         results.append(Shape(per_user, agent, used / SHAPE_SESSIONS, encoding.decode()))
         await probe.flushall()
     return results
@@ -464,8 +460,6 @@ async def measure(url: str, args: argparse.Namespace) -> None:
             points.append(await checkpoint(auth, probe, reservoir, baseline, rng))
             progress.paused(time.perf_counter() - begun)
         keys = await probe.dbsize()
-        config = await probe.config_get("hash-max-listpack-value")
-        listpack_limit = int(str(config["hash-max-listpack-value"]))
         final_memory = await probe.info("memory")
         persistence = await probe.info("persistence")
         rates = await cpu_rates(auth, reservoir)
@@ -480,7 +474,6 @@ async def measure(url: str, args: argparse.Namespace) -> None:
         rates,
         logins_per_s=args.sessions / fill_seconds,
         keys=keys,
-        listpack_limit=listpack_limit,
         final_memory=final_memory,
         aof_bytes=int(persistence.get("aof_current_size", 0)),
     )
@@ -495,7 +488,6 @@ def report(
     *,
     logins_per_s: float,
     keys: int,
-    listpack_limit: int,
     final_memory: dict[str, Any],
     aof_bytes: int,
 ) -> None:
@@ -506,7 +498,7 @@ def report(
     )
     print("one loopback connection; throughput: 64 concurrent refreshes for 5 s in this one process)")
     header = (
-        f"{'sessions':>10} {'B/session':>9} {'(raw)':>7} {'hash B':>6} {'index B':>7} "
+        f"{'sessions':>10} {'B/session':>9} {'(raw)':>7} {'key B':>6} "
         f"{'GET p50/p99 us':>15} {'refresh p50/p99 us':>19} {'ratio':>5} {'evalsha us':>10} "
         f"{'refresh/s':>9} {'py CPU us':>9} {'redis CPU us':>12} {'errors':>6} {'load':>5}"
     )
@@ -515,20 +507,19 @@ def report(
     for p in points:
         print(
             f"{p.sessions:>10,} {p.bytes_per_session:>9.0f} {p.used_memory_delta / p.sessions:>7.0f} "
-            f"{p.hash_bytes:>6} {p.index_bytes:>7} "
+            f"{p.key_bytes:>6} "
             f"{p.get_p50_us:>7.0f}/{p.get_p99_us:<7.0f} {p.refresh_p50_us:>9.0f}/{p.refresh_p99_us:<9.0f} "
             f"{p.refresh_p50_us / p.get_p50_us:>5.1f} {p.evalsha_usec:>10.1f} "
             f"{p.refreshes_per_s:>9,.0f} {p.python_cpu_us:>9.0f} {p.redis_cpu_us:>12.1f} {p.errors:>6} "
             f"{p.load_average:>5.2f}"
         )
     loaded = ", ".join(f"{p.loaded_evalsha_usec:.1f}" for p in points)
-    encodings = "/".join(sorted({p.hash_encoding for p in points}))
+    encodings = "/".join(sorted({p.key_encoding for p in points}))
     print(
         "  B/session: used_memory delta without client and AOF buffers; (raw): the plain used_memory delta.\n"
         "  evalsha us: INFO commandstats usec_per_call in the sequential sample: script execution only\n"
         f"  (under the 64-task load: {loaded} us).\n"
-        f"  hash B: MEMORY USAGE of one session hash, encoded as {encodings} (hash-max-listpack-value "
-        f"{listpack_limit});\n  index B: MEMORY USAGE of that user's index (sorted set).\n"
+        f"  key B: MEMORY USAGE of one user's key (every session of the user), encoded as {encodings}.\n"
         "  redis CPU us: the server's whole CPU (user + sys, all threads: protocol parsing, replies, AOF\n"
         "  writes) per refresh under that load. py CPU us: this process's CPU per refresh under that load.\n"
         f"  load: the host's 1-minute load average ({os.cpu_count()} CPUs) at the checkpoint; above\n"
@@ -546,7 +537,7 @@ def report(
         print(
             f"  {shape.per_user} session(s) per user, User-Agent {len(shape.user_agent):>3} chars: "
             f"{shape.bytes_per_session:5.0f} B/session, {per_user:5.0f} B/user, "
-            f"session hash encoded as {shape.hash_encoding}"
+            f"user key encoded as {shape.key_encoding}"
         )
     print(f"Logins while filling: {logins_per_s:,.0f}/s (one process, {FILL_IN_FLIGHT} in flight)")
     print(
@@ -555,36 +546,29 @@ def report(
         f"({1e6 / rates.issue_per_s:.0f} us), refresh-token parse + mint {rates.refresh_token_per_s:,.0f}/s "
         f"({1e6 / rates.refresh_token_per_s:.0f} us)"
     )
-    short = next(x for x in shaped if x.user_agent == SHORT_USER_AGENT)
-    usual = next(x for x in shaped if x.user_agent == USER_AGENT and x.per_user == 1)
-    capacity(args, last, rates, rss, usual.bytes_per_session - short.bytes_per_session)
+    for target in TARGETS:
+        capacity(args, last, rates, rss, target)
 
 
-def capacity(
-    args: argparse.Namespace, last: Checkpoint, rates: CpuRates, rss: int, short_agent_saving: float
-) -> None:
-    """Prints the calculation for ``TARGET_SESSIONS`` from the largest checkpoint's measurements.
-
-    ``short_agent_saving`` is how many bytes a session takes less with a User-Agent short enough
-    for the session hash to stay a listpack.
-    """
+def capacity(args: argparse.Namespace, last: Checkpoint, rates: CpuRates, rss: int, target: int) -> None:
+    """Prints the calculation for ``target`` sessions from the largest checkpoint's measurements
+    (bytes and CPU per session do not grow with the number of sessions)."""
     lifetime = args.access_ttl
     # As computeMarginMs in static/refresh-manager.js.
     margin = min(max(60.0, lifetime / 10), lifetime / 2)
     interval = lifetime - margin
-    average = TARGET_SESSIONS / interval
+    average = target / interval
     peak = average * PEAK_FACTOR
     gb = 1e9
-    dataset = last.bytes_per_session * TARGET_SESSIONS / gb
-    compact = (last.bytes_per_session - short_agent_saving) * TARGET_SESSIONS / gb
-    measured_at = "" if last.sessions >= TARGET_SESSIONS else f", extrapolated from {last.sessions:,}"
+    dataset = last.bytes_per_session * target / gb
+    measured_at = "" if last.sessions >= target else f", extrapolated from {last.sessions:,}"
     script_cores = peak * last.evalsha_usec / 1e6
     server_cores = peak * last.redis_cpu_us / 1e6
     app_processes = peak / last.refreshes_per_s
-    requests = TARGET_SESSIONS * args.requests_per_user_per_minute / 60
+    requests = target * args.requests_per_user_per_minute / 60
     verify_cores = requests / rates.verify_per_s
 
-    print(f"\nCapacity for {TARGET_SESSIONS:,} concurrent sessions")
+    print(f"\nCapacity for {target:,} concurrent sessions")
     print("=" * 44)
     print(
         f"Inputs: access lifetime {lifetime} s; refresh-manager margin "
@@ -593,14 +577,10 @@ def capacity(
         "  (once per browser, not per tab: tabs share one refresh through Web Locks + BroadcastChannel).\n"
         f"  Assumptions: every session has an open tab (worst case); peak = {PEAK_FACTOR} x average."
     )
-    print(f"Refreshes: {TARGET_SESSIONS:,} / {interval:.0f} s = {average:,.0f}/s average, {peak:,.0f}/s peak")
+    print(f"Refreshes: {target:,} / {interval:.0f} s = {average:,.0f}/s average, {peak:,.0f}/s peak")
     print(
-        f"Redis memory: {last.bytes_per_session:.0f} B x {TARGET_SESSIONS:,} = {dataset:.2f} GB of sessions "
-        f"(measured{measured_at};\n  RSS at {last.sessions:,} sessions: {rss / gb:.2f} GB). "
-        f"A {len(USER_AGENT)}-char User-Agent makes each session hash a hash table;\n"
-        "  were every stored value <= hash-max-listpack-value (64 B by default; the claims JSON too)\n"
-        f"  it would stay a listpack: {compact:.2f} GB (measured with a {len(SHORT_USER_AGENT)}-char "
-        "User-Agent).\n"
+        f"Redis memory: {last.bytes_per_session:.0f} B x {target:,} = {dataset:.2f} GB of sessions "
+        f"(measured{measured_at};\n  RSS at {last.sessions:,} sessions: {rss / gb:.2f} GB).\n"
         f"  A replica holds a second copy: {2 * dataset:.2f} GB in all. Recommended x2 headroom: "
         f"{2 * dataset:.2f} GB of memory\n"
         "  per node, because an AOF rewrite or a replica sync forks and copy-on-write duplicates the pages\n"
@@ -623,7 +603,7 @@ def capacity(
         "  benchmark before sizing)."
     )
     print(
-        f"Protected requests: {TARGET_SESSIONS:,} x {args.requests_per_user_per_minute:g}/min / 60 = "
+        f"Protected requests: {target:,} x {args.requests_per_user_per_minute:g}/min / 60 = "
         f"{requests:,.0f}/s with zero Redis round trips each\n"
         "  (the access token is verified in-process), so they scale with app processes only. Token\n"
         f"  verification alone: {requests:,.0f}/s / {rates.verify_per_s:,.0f}/s per core = "

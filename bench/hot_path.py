@@ -100,9 +100,7 @@ async def per_request_us(app: Any, authorization: bytes, requests: int) -> float
     return elapsed / requests * 1e6
 
 
-async def measure(
-    before: ModuleType, requests: int, rounds: int, verbose: bool
-) -> dict[str, list[float]]:
+async def measure(before: ModuleType, requests: int, rounds: int, verbose: bool) -> dict[str, list[float]]:
     bare = Starlette(routes=[Route("/protected", hello)])
     ours, ours_header, ours_auth = await protected_app(starlette_refresh)
     theirs, their_header, their_auth = await protected_app(before)

@@ -18,8 +18,9 @@ Scenarios:
 - ``ours /redis-get``: one Redis ``GET`` per request, the baseline for a refresh;
 - ``ours /auth/refresh``: body-transport refreshes of a pool of sessions, every token used once;
 - with ``--before DIR`` (a checkout of another version, e.g. ``git worktree add /tmp/before HEAD~5``):
-  ``before /open`` and ``before /protected``, the same app on that version's library, so a change's
-  effect on the hot path is measured in the same run as the change.
+  ``before /open``, ``before /protected``, ``before /redis-get`` and ``before /auth/refresh``, the
+  same app on that version's library (its sessions logged in by that library), so a change's effect
+  on the hot path and on refreshes is measured in the same run as the change.
 
 Run: ``scripts/bench`` (sets everything up), or ``.venv/bin/python -m bench.http [--seconds S]
 [--rounds N] [--connections C] [--before DIR]`` once ``wrk`` is installed.
@@ -36,6 +37,7 @@ import re
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +114,16 @@ def _duration_us(text: str) -> float:
     return float(match.group(1)) * {"us": 1, "ms": 1_000, "s": 1_000_000}[match.group(2)]
 
 
+def prepare_sessions_of(library: Path, redis_url: str, count: int) -> tuple[str, list[str]]:
+    """``prepare_sessions`` run by the library of the checkout ``library``, in a process of its own
+    (its sessions are stored in that version's format)."""
+    env = {**os.environ, "PYTHONPATH": f"{library / 'middleware'}{os.pathsep}{Path(__file__).parent.parent}"}
+    argv = [sys.executable, "-m", "bench.http", "--prepare-sessions", redis_url, str(count)]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)  # noqa: S603
+    access, *refresh_tokens = done.stdout.split()
+    return access, refresh_tokens
+
+
 async def prepare_sessions(redis_url: str, count: int) -> tuple[str, list[str]]:
     """Logs ``count`` sessions in; returns an access token and every session's refresh token."""
     auth = TokenAuth(secret_key=SECRET, redis_url=redis_url)
@@ -151,7 +163,14 @@ def main() -> None:
     parser.add_argument(
         "--before", type=Path, help="a checkout of another version: measure its hot path in the same run"
     )
+    parser.add_argument("--prepare-sessions", nargs=2, metavar=("URL", "COUNT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.prepare_sessions:
+        access, refresh_tokens = asyncio.run(
+            prepare_sessions(args.prepare_sessions[0], int(args.prepare_sessions[1]))
+        )
+        print(access, *refresh_tokens)
+        return
     if args.before is not None and not (args.before / "middleware" / "starlette_refresh").is_dir():
         raise SystemExit(f"--before {args.before}: no middleware/starlette_refresh there")
     if shutil.which("wrk") is None:
@@ -166,6 +185,10 @@ def main() -> None:
             [
                 Scenario("before /open (that version, excluded path)", "before", "/open"),
                 Scenario("before /protected (that version, token)", "before", "/protected", token=True),
+                Scenario("before /redis-get (that version, one Redis GET)", "before", "/redis-get"),
+                Scenario(
+                    "before /auth/refresh (that version, rotation)", "before", "/auth/refresh", script=True
+                ),
             ]
             if args.before
             else []
@@ -187,21 +210,28 @@ def main() -> None:
         work = Path(tmp)
         redis = RedisServer(work / "redis", extra_args=["--appendfsync", "everysec"])
         redis.start()
+        # The other version gets a Redis of its own: sharing one, this version would see a process of
+        # an older release and write the older stored format for as long as it runs (format_watch).
+        before_redis = RedisServer(work / "redis-before", extra_args=["--appendfsync", "everysec"])
+        if args.before:
+            before_redis.start()
         servers: dict[str, AppServer] = {}
         try:
             for factory in ("bare", "ours", "peer", *(["authx"] if AUTHX else [])):
                 servers[factory] = start_app(factory, redis.url, work)
             if args.before:
-                servers["before"] = start_app("ours", redis.url, work / "before", args.before)
+                servers["before"] = start_app("ours", before_redis.url, work / "before", args.before)
             for round_number in range(args.rounds):
                 for scenario in scenarios:
                     headers: dict[str, str] = {}
                     script_args: tuple[str, ...] = ()
                     if scenario.token or scenario.script:
                         tokens = work / f"tokens-{round_number}-{scenario.app}.txt"
-                        access, refresh_tokens = asyncio.run(
-                            prepare_sessions(redis.url, REFRESH_SESSIONS if scenario.script else 1)
-                        )
+                        count = REFRESH_SESSIONS if scenario.script else 1
+                        if scenario.app == "before":
+                            access, refresh_tokens = prepare_sessions_of(args.before, before_redis.url, count)
+                        else:
+                            access, refresh_tokens = asyncio.run(prepare_sessions(redis.url, count))
                         tokens.write_text("\n".join(refresh_tokens) + "\n")
                         headers["Authorization"] = (
                             f"Bearer {authx_token(SECRET) if scenario.app == 'authx' else access}"
@@ -226,6 +256,8 @@ def main() -> None:
             for server in servers.values():
                 server.stop()
             redis.stop()
+            if args.before:
+                before_redis.stop()
     report(scenarios, args)
 
 
@@ -262,6 +294,7 @@ def report(scenarios: list[Scenario], args: argparse.Namespace) -> None:
             ("before: protected / open, same app (headline)", "before /protected", "before /open"),
             ("ours protected / before protected", "ours /protected", "before /protected"),
         ]
+        ratios.append(("before: refresh / one Redis GET", "before /auth/refresh", "before /redis-get"))
     print()
     for label, top, bottom in ratios:
         top_rps, bottom_rps = (

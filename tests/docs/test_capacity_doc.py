@@ -4,12 +4,15 @@ margin the calculation uses is the browser refresh manager's."""
 from __future__ import annotations
 
 import shlex
+import subprocess
+import sys
 
 from bench import capacity
 from tests.docs.blocks import REPO_ROOT, claim, doc_text, node_value, search, shell_lines
 
 CAPACITY = "docs/capacity.md"
 REPRODUCE = claim(CAPACITY, "sh", "-m bench.capacity")
+COMPARE = claim(CAPACITY, "sh", "-m bench.store_format")
 
 
 def test_reproduce_commands_run_the_benchmark_with_options_it_accepts() -> None:
@@ -49,3 +52,26 @@ def test_refresh_margins_are_the_refresh_managers() -> None:
     assert node_value("manager.computeMarginMs(900_000)") == 90_000
     assert "at 5 minutes (margin 60 s)" in text
     assert node_value("manager.computeMarginMs(300_000)") == 60_000
+
+
+def test_the_before_and_after_commands_check_out_release_01_and_take_their_options() -> None:
+    """The doc: "git worktree add /tmp/before ae5813a  # release 0.1", then both benchmarks with
+    --before /tmp/before."""
+    from bench import store_format
+    from tests.integration.test_rolling_upgrade import PREVIOUS_RELEASE
+
+    lines = [shlex.split(line) for line in shell_lines(COMPARE.text)]
+    assert lines[0][:4] == ["git", "worktree", "add", "/tmp/before"]
+    assert PREVIOUS_RELEASE.startswith(lines[0][4])  # the same commit as the rolling-upgrade test's
+    assert lines[1][:3] == [".venv/bin/python", "-m", "bench.store_format"]
+    assert store_format.parse_args(lines[1][3:]).before.as_posix() == "/tmp/before"
+    assert lines[2][:3] == [".venv/bin/python", "-m", "bench.http"]
+    usage = subprocess.run(
+        [sys.executable, "-m", "bench.http", "--help"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert lines[2][3:] == ["--before", "/tmp/before"]
+    assert "--before" in usage
