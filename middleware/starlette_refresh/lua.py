@@ -12,9 +12,10 @@ on one key.
 
 Format 1, written by release 0.1, kept a hash per session (``sub``, ``cl``, ``gen``, ``rot``,
 ``exp``, ``abs``, ``ca``, ``lu``, ``ua``) and a sorted set per user of the live session ids scored by
-idle expiry. The ``*_FORMAT1`` scripts still read it, called only when the user's string does not
-hold a session: a format-1 session moves into its user's string on its next rotation, and revoking
-it works as before.
+idle expiry. ROTATE_ANY and REVOKE_FORMAT1 still read it, called only when the user's string does
+not hold a session: a format-1 session moves into its user's string on its next rotation, and
+revoking it works as before. While processes of 0.1 share the store (:mod:`.format_watch`), CREATE
+and ROTATE_ANY write format 1 instead, the layout those processes read.
 """
 
 from __future__ import annotations
