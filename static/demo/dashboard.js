@@ -302,32 +302,6 @@ function ago(iso) {
   return relative.format(Math.round(seconds / 86400), "day");
 }
 
-function describeAgent(userAgent) {
-  const ua = userAgent || "";
-  if (!ua) return "Unknown client";
-  const browser =
-    (/Edg\//.test(ua) && "Edge") ||
-    (/OPR\//.test(ua) && "Opera") ||
-    (/Firefox\//.test(ua) && "Firefox") ||
-    (/HeadlessChrome\//.test(ua) && "Headless Chrome") ||
-    ((/Chrome\//.test(ua) || /Chromium\//.test(ua)) && "Chrome") ||
-    (/Safari\//.test(ua) && "Safari") ||
-    (/curl\//.test(ua) && "curl") ||
-    (/python-httpx|httpx/i.test(ua) && "httpx") ||
-    (/python-requests/i.test(ua) && "requests") ||
-    null;
-  const os =
-    (/Windows/.test(ua) && "Windows") ||
-    (/Android/.test(ua) && "Android") ||
-    (/iPhone|iPad|iOS/.test(ua) && "iOS") ||
-    (/Mac OS X|Macintosh/.test(ua) && "macOS") ||
-    (/CrOS/.test(ua) && "ChromeOS") ||
-    (/Linux/.test(ua) && "Linux") ||
-    null;
-  if (browser && os) return `${browser} on ${os}`;
-  return browser || os || ua.slice(0, 60);
-}
-
 function renderSessions(sessions) {
   const items = sessions.map((session) => {
     const item = document.createElement("li");
@@ -340,8 +314,8 @@ function renderSessions(sessions) {
     main.className = "session-main";
     const title = document.createElement("div");
     title.className = "session-title";
-    title.textContent = describeAgent(session.user_agent);
-    title.title = session.user_agent || "";
+    // The server lists a short device label ("Chrome 131 on Windows"), derived at login.
+    title.textContent = session.user_agent || "Unknown client";
     if (session.current) {
       const pill = document.createElement("span");
       pill.className = "pill";

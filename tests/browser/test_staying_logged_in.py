@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from playwright.sync_api import BrowserContext, Page, expect
@@ -94,3 +95,19 @@ def test_reload_restores_the_session_with_one_refresh_and_keeps_tokens_out_of_st
     assert cookies["refresh_token"]["sameSite"] == "Strict"
     assert cookies["refresh_token"]["path"] == "/auth"
     assert json.dumps(list(cookies)).count("access") == 0
+
+
+def test_the_session_list_names_the_browser_the_user_logged_in_with(
+    page: Page, start_demo: DemoFactory, browser_log: BrowserLog
+) -> None:
+    """The store keeps a short label, not the User-Agent: Chromium's own agent must come out as
+    "Chrome <its major version> on Linux", whatever that version is."""
+    demo = start_demo()
+    log_in(page, demo.url)
+    agent: str = page.evaluate("navigator.userAgent")
+    major = re.search(r"Chrome/(\d+)", agent)
+    assert major is not None, agent
+    listed = page.evaluate("window.demo.manager.fetch('/auth/sessions').then(r => r.json())")
+    assert [s["user_agent"] for s in listed["sessions"]] == [f"Chrome {major.group(1)} on Linux"]
+    expect(page.get_by_test_id("sessions")).to_contain_text(f"Chrome {major.group(1)} on Linux")
+    assert browser_log.errors == []
