@@ -319,17 +319,23 @@ class RedisStore:
                 pipe.get(self.layout.user(user_tag))
                 pipe.zrangebyscore(self.layout.index(user_tag), f"({now_ms}", "+inf")
                 value, members = await pipe.execute()
-            sessions = _listed_records(value, subject, now_ms)
-            legacy_ids = [_text(m) for m in members]
-            if legacy_ids:
+            user = session_records.decode(value) if value is not None else None
+            stored = list(user.sessions) if user is not None and user.subject == subject else []
+            format1_ids = [_text(m) for m in members]
+            if format1_ids:
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    for sid in legacy_ids:
-                        pipe.hmget(self.layout.session(user_tag, sid), *_LISTED_FIELDS)
+                    for sid in format1_ids:
+                        pipe.hmget(self.layout.session(user_tag, sid), *_FORMAT1_FIELDS)
                     rows = await pipe.execute()
-                sessions += [
-                    _listed(sid, row, subject, now_ms) for sid, row in zip(legacy_ids, rows, strict=True)
-                ]
-        return sorted((s for s in sessions if s is not None), key=lambda s: s.created_at_ms)
+                for sid, row in zip(format1_ids, rows, strict=True):
+                    found = _format1_record(sid, row, subject)
+                    stored += [found] if found is not None else []
+        live = [
+            StoredSession(s.session_id, s.created_at_ms, s.rotated_at_ms, device_label(s.label))
+            for s in stored
+            if now_ms < s.idle_expires_at_ms and now_ms < s.absolute_expires_at_ms
+        ]
+        return sorted(live, key=lambda s: s.created_at_ms)
 
     async def older_processes(self) -> int:
         """How many processes of release 0.1 share this store: subscribers of the revocation channel
@@ -346,8 +352,8 @@ class RedisStore:
             value = await self.redis.get(self.layout.user(user_tag))
             if value is not None and (found := session_records.decode(value).find(session_id)):
                 return found
-            row = await self.redis.hmget(self.layout.session(user_tag, session_id), *_LEGACY_FIELDS)
-        return _legacy_record(session_id, row)
+            row = await self.redis.hmget(self.layout.session(user_tag, session_id), *_FORMAT1_FIELDS)
+        return _format1_record(session_id, row)
 
     async def publish_revocations(self, entries: Sequence[str], until_ms: int, now_ms: int) -> None:
         """Records revoked sessions until ``until_ms`` and announces them to every process.
@@ -387,46 +393,23 @@ class RedisStore:
                     await own_pool.disconnect()
 
 
-# What the session list reads of each format-1 session hash.
-_LISTED_FIELDS = ("sub", "ca", "lu", "ua", "exp", "abs")
+# What is read of a format-1 session hash.
+_FORMAT1_FIELDS = ("gen", "ca", "rot", "exp", "abs", "ua", "cl", "sub")
 
 
-# A format-1 session hash, as a format-2 record.
-_LEGACY_FIELDS = ("gen", "ca", "rot", "exp", "abs", "ua", "cl")
-
-
-def _legacy_record(session_id: str, row: Sequence[Any]) -> session_records.SessionRecord | None:
-    gen, created, rotated, exp, absolute, agent, claims = (None if v is None else _text(v) for v in row)
+def _format1_record(
+    session_id: str, row: Sequence[Any], subject: str | None = None
+) -> session_records.SessionRecord | None:
+    """A format-1 session hash as a format-2 record; None when it is missing, or ``subject``'s not."""
+    gen, created, rotated, exp, absolute, agent, claims, sub = (None if v is None else _text(v) for v in row)
     if gen is None or rotated is None or exp is None or absolute is None:
+        return None
+    if subject is not None and sub != subject:
         return None
     return session_records.SessionRecord(
         session_id, int(gen), int(created or rotated), int(rotated), int(exp), int(absolute),
         agent or "", claims or "{}",
     )  # fmt: skip
-
-
-def _listed_records(value: bytes | None, subject: str, now_ms: int) -> list[StoredSession | None]:
-    """The live sessions in a user's format-2 string; none when it belongs to another subject."""
-    if value is None:
-        return []
-    user = session_records.decode(value)
-    if user.subject != subject:
-        return []
-    return [
-        StoredSession(s.session_id, s.created_at_ms, s.rotated_at_ms, device_label(s.label))
-        for s in user.sessions
-        if now_ms < s.idle_expires_at_ms and now_ms < s.absolute_expires_at_ms
-    ]
-
-
-def _listed(session_id: str, row: Sequence[Any], subject: str, now_ms: int) -> StoredSession | None:
-    """One row of the session list; None for a session of another subject, or one that has ended."""
-    sub, created, used, agent, exp, absolute = (None if v is None else _text(v) for v in row)
-    if sub != subject or exp is None or absolute is None:
-        return None
-    if int(exp) <= now_ms or int(absolute) <= now_ms:
-        return None
-    return StoredSession(session_id, int(created or 0), int(used or 0), device_label(agent or ""))
 
 
 def _text(value: Any) -> str:
