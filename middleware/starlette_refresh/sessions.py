@@ -21,6 +21,7 @@ from .errors import InvalidGrant, StoreUnavailable
 from .observe import NullObserver, Observer, RefreshOutcome, RevocationKind, log_fields
 from .refresh_tokens import RefreshToken, RefreshTokenCodec, fingerprint
 from .revocations import RevocationList, entry_for
+from .session_records import MAX_SUBJECT_BYTES
 from .settings import Settings
 from .shared_clock import CLOCK_AGREEMENT_SECONDS
 from .store import Rotation, SessionStore
@@ -139,6 +140,10 @@ class SessionService:
         """Creates a session (a new token family) and returns its first tokens."""
         if not isinstance(subject, str) or not subject:
             raise ValueError("subject must be a non-empty string")
+        if len(subject.encode()) > MAX_SUBJECT_BYTES:
+            raise ValueError(
+                f"subject must be at most {MAX_SUBJECT_BYTES} bytes as UTF-8 (a stored length is 16 bits)"
+            )
         claims_json = check_app_claims(claims, self.settings.max_claims_bytes)
         now_ms = self._now_ms()
         tag = self.refresh_codec.user_tag(subject)

@@ -273,3 +273,13 @@ async def test_older_processes_are_the_subscribers_without_the_format2_marker(
             await old.unsubscribe()  # as its connection closing does (fakeredis needs it said)
             await old.aclose()
     assert await store.older_processes() == 0
+
+
+async def test_a_subject_too_long_for_the_format_is_refused_before_anything_is_stored(
+    service: SessionService,
+) -> None:
+    with pytest.raises(ValueError, match="at most 65535 bytes"):
+        await service.login("é" * 40_000)  # 80,000 bytes of UTF-8
+    assert await keys(service) == []
+    longest = await service.login("x" * 65_535)
+    assert (await service.refresh(longest.refresh_token)).subject == "x" * 65_535
