@@ -22,6 +22,7 @@ from .errors import (
 from .keys import KeyRing, SigningKey
 from .logins import LoginAnswer
 from .observe import Observer
+from .pages import safe_next
 from .settings import Settings
 from .store import SessionStore
 from .user import TokenUser
@@ -44,6 +45,7 @@ __all__ = [
     "TokenAuth",
     "TokenUser",
     "UnsupportedGrantType",
+    "safe_next",
 ]
 
 __version__ = "0.1.0"

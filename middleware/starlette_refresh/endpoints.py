@@ -19,6 +19,8 @@ from .access_tokens import AccessTokenCodec
 from .errors import AuthError, InvalidRequest, InvalidToken, StoreUnavailable, UnsupportedGrantType
 from .jwks import JWKS_HEADERS, jwk_set
 from .observe import log_fields
+from .page_cookies import clear_page_cookies, request_cookies, set_page_cookies
+from .pages import foreign_request, is_navigation
 from .planted_cookies import delete_planted_cookies
 from .refresh_tokens import looks_like_refresh_token
 from .sessions import IssuedSession, SessionService
@@ -77,7 +79,13 @@ def token_answer(
     if transport == "cookie":
         if planted_by is not None:
             delete_planted_cookies(response, settings, planted_by, root_path)
-        set_refresh_cookie(response, settings, issued.refresh_token, issued.refresh_expires_in, root_path)
+        if settings.page_mode:
+            # One copy of the refresh token, the page cookie's, which every page and the endpoints
+            # receive alike; a refresh cookie from before page mode goes.
+            clear_refresh_cookie(response, settings, root_path)
+            set_page_cookies(response, settings, issued)
+        else:
+            set_refresh_cookie(response, settings, issued.refresh_token, issued.refresh_expires_in, root_path)
     return response
 
 
@@ -178,17 +186,13 @@ class AuthEndpoints:
             if claims is not None:
                 hint = (claims["sub"], claims["sid"])
         await self.service.logout(token, hint)
-        response = json_answer(204, None)
-        clear_refresh_cookie(response, self.settings, root_path(request.scope))
-        return response
+        return self._logged_out(request)
 
     async def logout_all(self, request: Request) -> Response:
         """``POST {prefix}/logout-all`` (access token): end every session of the subject; 204."""
         claims = self._required_claims(request)
         await self.service.logout_all(claims["sub"])
-        response = json_answer(204, None)
-        clear_refresh_cookie(response, self.settings, root_path(request.scope))
-        return response
+        return self._logged_out(request)
 
     async def list_sessions(self, request: Request) -> Response:
         """``GET {prefix}/sessions`` (access token): the subject's live sessions."""
@@ -202,10 +206,9 @@ class AuthEndpoints:
         session_id = route_path(request.scope)[len(self._session_path) :]
         if not await self.service.revoke(claims["sub"], session_id):
             return json_answer(404, {"error": "not_found", "error_description": "no such session"})
-        response = json_answer(204, None)
         if session_id == claims["sid"]:
-            clear_refresh_cookie(response, self.settings, root_path(request.scope))
-        return response
+            return self._logged_out(request)
+        return json_answer(204, None)
 
     async def revoke(self, request: Request) -> Response:
         """``POST {prefix}/revoke`` (RFC 7009): ends the session of a refresh or access token; 200.
@@ -242,6 +245,21 @@ class AuthEndpoints:
             )
         return JSONResponse(self._jwk_set, headers=JWKS_HEADERS)
 
+    def _logged_out(self, request: Request) -> Response:
+        """204 that clears the cookies; in page mode, a form's navigation is sent on to
+        ``login_url`` (303) and an htmx request told to go there (``HX-Redirect``)."""
+        response = json_answer(204, None)
+        settings = self.settings
+        if settings.page_mode and settings.login_url is not None:
+            login = root_path(request.scope) + settings.login_url
+            if request.headers.get("hx-request") == "true":
+                response.headers["HX-Redirect"] = login
+            elif is_navigation(request.headers):
+                response = json_answer(303, None, {"Location": login})
+            clear_page_cookies(response, settings)
+        clear_refresh_cookie(response, settings, root_path(request.scope))
+        return response
+
     async def _refresh_token_of(self, request: Request, *, required: bool) -> tuple[str | None, Transport]:
         """The presented refresh token and how it came: the cookie, a JSON body, or an RFC 6749
         section 6 form (``grant_type=refresh_token``; its other fields, such as ``client_id`` and
@@ -260,6 +278,13 @@ class AuthEndpoints:
                 "(planted by another host?), so a retry sends only its own"
             )
         cookie_token = request.cookies.get(self.settings.cookie_name) or None
+        if self.settings.page_mode:
+            page_tokens = request_cookies(request.scope, (self.settings.page_cookie_name,))
+            if len(page_tokens[self.settings.page_cookie_name]) > 1:
+                raise InvalidRequest("more than one page cookie: some were set by another host")
+            if page_tokens[self.settings.page_cookie_name] and page_tokens[self.settings.page_cookie_name][0]:
+                # The copy page mode keeps current; a refresh cookie beside it predates page mode.
+                cookie_token = page_tokens[self.settings.page_cookie_name][0]
         if body_token is not None:
             if cookie_token is not None and cookie_token != body_token:
                 raise InvalidRequest("the refresh cookie and the body carry different refresh tokens")
@@ -274,9 +299,24 @@ class AuthEndpoints:
 
     def _required_claims(self, request: Request) -> Mapping[str, Any]:
         token = bearer_token(authorization_values(request.scope))
+        if token is None and self.settings.page_mode:
+            token = self._page_access_token(request)
         if token is None:
             raise _MissingToken("an access token is required")
         return self.access.verify(token)
+
+    def _page_access_token(self, request: Request) -> str | None:
+        """The access cookie's token, for a request from a page of this site (an unsafe one must
+        prove it, as every cookie-authenticated request to the app must)."""
+        name = self.settings.page_access_cookie_name
+        values = request_cookies(request.scope, (name,))[name]
+        if len(values) != 1 or not values[0]:
+            return None
+        if request.method not in ("GET", "HEAD") and (
+            refusal := foreign_request(request.scope, self.settings)
+        ):
+            raise refusal
+        return values[0]
 
     def _optional_claims(self, request: Request) -> Mapping[str, Any] | None:
         try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -24,12 +23,13 @@ from .clock import Clock
 from .endpoints import AuthEndpoints
 from .errors import AuthError, CrossSiteRequest, InvalidRequest, InvalidToken
 from .observe import Observer
+from .pages import PageGate
 from .revocations import RevocationList
 from .settings import Settings
 from .sockets import TokenWindow, authorization_from_subprotocols, serve_anonymous_socket, serve_token_socket
 from .startup import Startup
 from .token_cache import VerifiedTokens
-from .user import TokenUser, scopes_of
+from .user import Principal
 from .web import (
     authorization_values,
     bearer_token,
@@ -72,11 +72,10 @@ class TokenAuthMiddleware:
         self.observer = observer
         self.startup = startup
         # Authorization headers already verified, by their raw bytes: a repeat skips the parsing too.
-        self._principals: VerifiedTokens[bytes, _Principal] = VerifiedTokens(
-            settings.access_cache_size, clock
-        )
+        self._principals: VerifiedTokens[bytes, Principal] = VerifiedTokens(settings.access_cache_size, clock)
         self._is_revoked = revocations.is_revoked
         self._below_prefix = settings.prefix + "/"
+        self._pages = PageGate(settings, endpoints.service, self._verified) if settings.page_mode else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -101,6 +100,10 @@ class TokenAuthMiddleware:
             principal = self._principal(scope, kind)
         except AuthError as error:
             principal, refusal = None, error
+        if principal is None and refusal is None and kind == "http" and self._pages is not None:
+            excluded = self.settings.is_excluded(path)
+            if await self._pages(self.app, scope, receive, send, excluded=excluded):
+                return
         # An excluded path lets in a request without a token, or with a bad one (which counts as
         # none); never a malformed handshake.
         if principal is None and (isinstance(refusal, _BadHandshake) or not self.settings.is_excluded(path)):
@@ -114,7 +117,7 @@ class TokenAuthMiddleware:
         else:
             await self._serve_token_socket(scope, receive, send, principal)
 
-    def _principal(self, scope: Scope, kind: str) -> _Principal | None:
+    def _principal(self, scope: Scope, kind: str) -> Principal | None:
         """Who the request's access token proves; None without a token; AuthError for a bad one.
 
         A header verified before, still in its window and not revoked, costs a dict lookup; any
@@ -136,13 +139,21 @@ class TokenAuthMiddleware:
         token = bearer_token(authorization)
         if token is None:
             return None
+        return self._verified(authorization[0], token)
+
+    def _verified(self, carrier: bytes, token: str) -> Principal:
+        """The principal of ``token``, which came in ``carrier`` (the raw header or cookie value that
+        keys the cache); AuthError when it fails a check."""
+        principal = self._principals.get(carrier)
+        if principal is not None and not self._is_revoked(principal.session_id):
+            return principal
         claims = self.access.verify(token)
-        principal = _Principal(TokenUser(claims), scopes_of(claims), claims["sid"])
-        self._principals.remember(authorization[0], principal, *self.access.validity(claims))
+        principal = Principal.of(claims)
+        self._principals.remember(carrier, principal, *self.access.validity(claims))
         return principal
 
     async def _serve_token_socket(
-        self, scope: Scope, receive: Receive, send: Send, principal: _Principal
+        self, scope: Scope, receive: Receive, send: Send, principal: Principal
     ) -> None:
         """The app runs until the socket closes, its token ends or its session is revoked."""
         await serve_token_socket(
@@ -244,24 +255,14 @@ def _cross_site(scope: Scope, settings: Settings) -> CrossSiteRequest | None:
     return None
 
 
-def _admit(scope: Scope, principal: _Principal | None) -> None:
+def _admit(scope: Scope, principal: Principal | None) -> None:
     """Lets the request in as ``principal`` (anonymous when None), per Starlette's conventions.
     Each request gets its own credentials object; the user is shared by requests with the same header."""
     if principal is None:
         scope["user"], scope["auth"] = UnauthenticatedUser(), AuthCredentials()
     else:
-        scope["user"], scope["auth"] = principal.user, AuthCredentials(principal.scopes)
+        scope["user"], scope["auth"] = principal.user, principal.credentials()
 
 
 class _BadHandshake(InvalidRequest):
     """A WebSocket handshake that offers its token wrongly: refused even on an excluded path."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Principal:
-    """What a verified Authorization header stands for. The user (its claims are read-only) is shared
-    by the requests that carry the same header; each request gets its own credentials object."""
-
-    user: TokenUser
-    scopes: tuple[str, ...]
-    session_id: str

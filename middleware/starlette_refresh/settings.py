@@ -81,6 +81,13 @@ class Settings:
     max_body_bytes: int = 16_384
     #: The largest app claims a session may carry, as JSON.
     max_claims_bytes: int = 4_096
+    #: Server-rendered pages: logins also set the HttpOnly page cookies that navigations carry, and
+    #: the middleware refreshes inline when their access token has run out (docs/guide.md).
+    page_mode: bool = False
+    #: Where page mode sends a visitor with no session: a path of this app, listed in ``exclude``.
+    login_url: str | None = None
+    #: The page cookie holding the refresh token; ``<name>_access`` holds the access token.
+    page_cookie_name: str = "sr_session"
     # Derived from ``exclude`` once, so that the per-request check is a set lookup and one startswith.
     _excluded_exact: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
     _excluded_below: tuple[str, ...] = field(init=False, repr=False, compare=False, default=())
@@ -97,6 +104,7 @@ class Settings:
         below = tuple(p if p.endswith("/") else p + "/" for p in self.exclude if not p.endswith("$"))
         object.__setattr__(self, "_excluded_exact", frozenset(exact))
         object.__setattr__(self, "_excluded_below", below)
+        _check_pages(self)  # after the exclusions, which it consults
 
     @classmethod
     def build(cls, base: Settings | None = None, **options: Any) -> Settings:
@@ -113,6 +121,11 @@ class Settings:
         """Where the refresh cookie is sent: ``cookie_path`` (the whole path, as browsers see it),
         else the endpoint prefix behind the request's ``root_path`` (a proxy's or a ``Mount``'s)."""
         return self.cookie_path or root_path + self.prefix
+
+    @property
+    def page_access_cookie_name(self) -> str:
+        """The page cookie holding the access token."""
+        return self.page_cookie_name + "_access"
 
     def is_excluded(self, path: str) -> bool:
         """True when ``path`` needs no access token.
@@ -154,6 +167,9 @@ class SettingOptions(TypedDict, total=False):
     access_cache_size: int
     max_body_bytes: int
     max_claims_bytes: int
+    page_mode: bool
+    login_url: str | None
+    page_cookie_name: str
 
 
 SETTING_NAMES = frozenset(f.name for f in fields(Settings) if f.init)
@@ -296,6 +312,51 @@ def _check_cookie(s: Settings) -> None:
             f"browsers drop a {s.cookie_name!r} cookie unless it has cookie_path='/' and no cookie_domain "
             "(the __Host- prefix, which a sibling subdomain cannot plant, needs the whole host)"
         )
+
+
+def _check_pages(s: Settings) -> None:
+    if not isinstance(s.page_mode, bool):
+        raise ConfigurationError(f"page_mode must be True or False, got {s.page_mode!r}")
+    name = s.page_cookie_name
+    if not isinstance(name, str) or not name or any(c in name for c in " ;,=\t\r\n"):
+        raise ConfigurationError(f"page_cookie_name {name!r} is not a valid cookie name")
+    if s.cookie_name in (name, s.page_access_cookie_name):
+        raise ConfigurationError(f"page_cookie_name must differ from cookie_name ({s.cookie_name!r})")
+    if name.startswith(("__Host-", "__Secure-")) and not s.cookie_secure:
+        raise ConfigurationError(f"browsers drop a {name!r} cookie unless cookie_secure=True")
+    if name.startswith("__Host-") and s.cookie_domain is not None:
+        raise ConfigurationError(
+            f"browsers drop a {name!r} cookie that has a Domain; leave cookie_domain unset"
+        )
+    if s.login_url is not None and not is_local_path(s.login_url):
+        raise ConfigurationError(
+            f"login_url must be a path of this app such as '/login', got {s.login_url!r}"
+        )
+    if not s.page_mode:
+        return
+    if s.login_url is None:
+        raise ConfigurationError(
+            "page_mode needs login_url: the page of this app that visitors without a session are sent "
+            "to, such as login_url='/login' (list it in exclude too)"
+        )
+    login_path = s.login_url.split("?", 1)[0]
+    if not s.is_excluded(login_path):
+        raise ConfigurationError(
+            f"login_url {s.login_url!r} needs no session, so list it in exclude "
+            f"(exclude=[{login_path!r}, ...]); otherwise its visitors would be sent to it again and again"
+        )
+
+
+def is_local_path(value: str) -> bool:
+    """True for a path of this site (``/account?tab=2``): never another host (``//evil.example``,
+    ``https://...``; browsers read a backslash as a slash, so none anywhere) and no control characters."""
+    return (
+        isinstance(value, str)
+        and value.startswith("/")
+        and not value.startswith("//")
+        and "\\" not in value
+        and not any(ord(c) < 0x20 or c == "\x7f" for c in value)
+    )
 
 
 _CHECKS: tuple[Callable[[Settings], None], ...] = (

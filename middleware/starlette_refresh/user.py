@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -60,3 +61,22 @@ def scopes_of(claims: Mapping[str, Any]) -> tuple[str, ...]:
 def credentials_for(claims: Mapping[str, Any]) -> AuthCredentials:
     """Starlette's credentials for verified ``claims``: :func:`scopes_of` them."""
     return AuthCredentials(scopes_of(claims))
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """What a verified access token stands for. The user (its claims are read-only) is shared by
+    the requests that carry the same token; each request gets its own credentials object."""
+
+    user: TokenUser
+    scopes: tuple[str, ...]
+    session_id: str
+
+    @classmethod
+    def of(cls, claims: Mapping[str, Any]) -> Principal:
+        """The principal of verified ``claims``."""
+        return cls(TokenUser(claims), scopes_of(claims), claims["sid"])
+
+    def credentials(self) -> AuthCredentials:
+        """A fresh credentials object for one request."""
+        return AuthCredentials(self.scopes)

@@ -42,6 +42,7 @@ APP = claim_example(GUIDE, "examples/existing_app.py")
 FRAMEWORK_EXAMPLES = [
     claim_example(GUIDE, f"examples/{name}_app.py") for name in ("django", "litestar", "quart")
 ]
+PAGES = claim_example(GUIDE, "examples/pages_app.py")  # run by tests/docs/test_guide_pages.py
 FLOW = claim(GUIDE, "mermaid", "sequenceDiagram")
 PASSWORD_CHANGE = claim(GUIDE, "python", "async def change_password(")
 ACCOUNT_BAN = claim(GUIDE, "python", "async def ban(")
@@ -57,6 +58,7 @@ def test_every_python_block_in_the_guide_is_the_tested_example_or_a_tested_recip
         PASSWORD_CHANGE.text,
         ACCOUNT_BAN.text,
         *(claimed.text for claimed in FRAMEWORK_EXAMPLES),
+        PAGES.text,
     ]
 
 

@@ -1,0 +1,99 @@
+"""The two cookies of page mode: what they hold, their attributes, and reading them from a request.
+
+``<page_cookie_name>`` holds the refresh token and ``<page_cookie_name>_access`` the access token.
+Both are ``HttpOnly`` (no script reads them), ``Secure`` unless ``cookie_secure=False``, ``Path=/``
+(every page of the host carries them) and ``SameSite=Lax``: a link followed from another site (an
+email, a search result) is a top-level navigation and carries them, so it lands logged in, while a
+form, fetch or frame of another site does not. ``Strict`` would log out every such link; ``None``
+would send them with other sites' subrequests. Unsafe methods are checked again on the server
+(:mod:`starlette_refresh.pages`), since a sibling subdomain counts as the same site.
+
+The access cookie expires with its token, the refresh cookie with the session's idle lifetime.
+Every response that sets one sets both, so a browser never holds a refresh token of one rotation
+beside an access token of another for long.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, Protocol
+
+from starlette.responses import Response
+from starlette.types import Scope
+
+from .settings import Settings
+
+#: What browsers keep of one cookie, name and attributes included (RFC 6265 section 6.1's least).
+MAX_COOKIE_BYTES = 4_096
+
+_PAGE_PATH = "/"
+
+
+class PageTokens(Protocol):
+    """What the cookies hold: a login's or a refresh's tokens and their lifetimes (seconds)."""
+
+    @property
+    def access_token(self) -> str: ...
+    @property
+    def expires_in(self) -> int: ...
+    @property
+    def refresh_token(self) -> str: ...
+    @property
+    def refresh_expires_in(self) -> int: ...
+
+
+_SAMESITE: Final[Literal["lax"]] = "lax"
+
+
+def set_page_cookies(response: Response, settings: Settings, tokens: PageTokens) -> None:
+    """Adds both page cookies for ``tokens`` (a login's or a refresh's) to ``response``."""
+    _set(response, settings, settings.page_cookie_name, tokens.refresh_token, tokens.refresh_expires_in)
+    _set(response, settings, settings.page_access_cookie_name, tokens.access_token, tokens.expires_in)
+    # A browser silently drops a cookie it cannot keep, which would log the user out at the next
+    # page: refuse it here instead, where the cause can be named.
+    for name, value in response.raw_headers:
+        if name == b"set-cookie" and len(value) > MAX_COOKIE_BYTES:
+            raise ValueError(
+                f"the page cookie would be {len(value)} bytes, more than the {MAX_COOKIE_BYTES} browsers "
+                "keep: carry fewer or smaller claims in the session (max_claims_bytes)"
+            )
+
+
+def clear_page_cookies(response: Response, settings: Settings) -> None:
+    """Tells the browser to drop both page cookies."""
+    _set(response, settings, settings.page_cookie_name, "", 0)
+    _set(response, settings, settings.page_access_cookie_name, "", 0)
+
+
+def page_cookie_headers(settings: Settings, tokens: PageTokens) -> list[tuple[bytes, bytes]]:
+    """The ``Set-Cookie`` headers of :func:`set_page_cookies`, raw, for an ASGI response start."""
+    scratch = Response()
+    set_page_cookies(scratch, settings, tokens)
+    return [(name, value) for name, value in scratch.raw_headers if name == b"set-cookie"]
+
+
+def _set(response: Response, settings: Settings, name: str, value: str, max_age: int) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=_PAGE_PATH,
+        domain=settings.cookie_domain,
+        secure=settings.cookie_secure,
+        httponly=True,
+        samesite=_SAMESITE,
+    )
+
+
+def request_cookies(scope: Scope, names: tuple[str, ...]) -> dict[str, list[str]]:
+    """The values the request carries for each of ``names`` (all of them, in order: more than one
+    means some were set by another host), read straight from the scope's ``Cookie`` headers."""
+    found: dict[str, list[str]] = {name: [] for name in names}
+    for header, value in scope["headers"]:
+        if header != b"cookie":
+            continue
+        for part in value.decode("latin-1").split(";"):
+            key, sep, cookie = part.partition("=")
+            key = key.strip()
+            if sep and key in found:
+                found[key].append(cookie.strip())
+    return found
