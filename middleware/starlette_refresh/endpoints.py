@@ -79,13 +79,10 @@ def token_answer(
     if transport == "cookie":
         if planted_by is not None:
             delete_planted_cookies(response, settings, planted_by, root_path)
+        set_refresh_cookie(response, settings, issued.refresh_token, issued.refresh_expires_in, root_path)
         if settings.page_mode:
-            # One copy of the refresh token, the page cookie's, which every page and the endpoints
-            # receive alike; a refresh cookie from before page mode goes.
-            clear_refresh_cookie(response, settings, root_path)
+            # The same refresh token in the page cookie: every answer that sets one sets both.
             set_page_cookies(response, settings, issued)
-        else:
-            set_refresh_cookie(response, settings, issued.refresh_token, issued.refresh_expires_in, root_path)
     return response
 
 
@@ -283,7 +280,8 @@ class AuthEndpoints:
             if len(page_tokens[self.settings.page_cookie_name]) > 1:
                 raise InvalidRequest("more than one page cookie: some were set by another host")
             if page_tokens[self.settings.page_cookie_name] and page_tokens[self.settings.page_cookie_name][0]:
-                # The copy page mode keeps current; a refresh cookie beside it predates page mode.
+                # Every answer sets both to the same token; a refresh cookie that differs predates
+                # page mode (or a cookie the browser failed to keep), and the page cookie is newer.
                 cookie_token = page_tokens[self.settings.page_cookie_name][0]
         if body_token is not None:
             if cookie_token is not None and cookie_token != body_token:

@@ -9,8 +9,9 @@ would send them with other sites' subrequests. Unsafe methods are checked again 
 (:mod:`starlette_refresh.pages`), since a sibling subdomain counts as the same site.
 
 The access cookie expires with its token, the refresh cookie with the session's idle lifetime.
-Every response that sets one sets both, so a browser never holds a refresh token of one rotation
-beside an access token of another for long.
+Every response that sets one sets both, and the refresh cookie of the auth endpoints (``/auth``,
+``SameSite=Strict``) beside them with the same refresh token, so that the JS refresh manager and
+every client of the endpoints work as without page mode.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from .settings import Settings
+from .web import set_refresh_cookie
 
 #: What browsers keep of one cookie, name and attributes included (RFC 6265 section 6.1's least).
 MAX_COOKIE_BYTES = 4_096
@@ -64,9 +66,12 @@ def clear_page_cookies(response: Response, settings: Settings) -> None:
     _set(response, settings, settings.page_access_cookie_name, "", 0)
 
 
-def page_cookie_headers(settings: Settings, tokens: PageTokens) -> list[tuple[bytes, bytes]]:
-    """The ``Set-Cookie`` headers of :func:`set_page_cookies`, raw, for an ASGI response start."""
+def page_cookie_headers(settings: Settings, tokens: PageTokens, root_path: str) -> list[tuple[bytes, bytes]]:
+    """The ``Set-Cookie`` headers of a rotation, raw, for an ASGI response start: the page cookies and
+    the refresh cookie of the auth endpoints (``root_path`` in front of its path), which a login in
+    page mode sets too, so that both keep holding the same refresh token."""
     scratch = Response()
+    set_refresh_cookie(scratch, settings, tokens.refresh_token, tokens.refresh_expires_in, root_path)
     set_page_cookies(scratch, settings, tokens)
     return [(name, value) for name, value in scratch.raw_headers if name == b"set-cookie"]
 

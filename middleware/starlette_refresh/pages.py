@@ -108,7 +108,7 @@ class PageGate:
                 await _outage_answer(scope, self.settings)(scope, receive, send)
                 return True
             principal = self._verify(issued.access_token.encode(), issued.access_token)
-            set_cookies = page_cookie_headers(self.settings, issued)
+            set_cookies = page_cookie_headers(self.settings, issued, root_path(scope))
         scope["user"], scope["auth"] = principal.user, principal.credentials()
         await _serve(app, scope, receive, send, set_cookies)
         return True
