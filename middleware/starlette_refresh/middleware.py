@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from functools import partial
+from types import MappingProxyType
 from typing import Any
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
@@ -75,7 +76,11 @@ class TokenAuthMiddleware:
         self._principals: VerifiedTokens[bytes, Principal] = VerifiedTokens(settings.access_cache_size, clock)
         self._is_revoked = revocations.is_revoked
         self._below_prefix = settings.prefix + "/"
-        self._pages = PageGate(settings, endpoints.service, self._verified) if settings.page_mode else None
+        self._pages = (
+            PageGate(settings, endpoints.service, self._verified, self._adopted)
+            if settings.page_mode
+            else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -147,8 +152,12 @@ class TokenAuthMiddleware:
         principal = self._principals.get(carrier)
         if principal is not None and not self._is_revoked(principal.session_id):
             return principal
-        claims = self.access.verify(token)
-        principal = Principal.of(claims)
+        return self._adopted(carrier, self.access.verify(token))
+
+    def _adopted(self, carrier: bytes, claims: Mapping[str, Any]) -> Principal:
+        """The principal of a token whose ``claims`` passed every check, or were just signed here;
+        remembered for the token's window, so its next request costs a dict lookup."""
+        principal = Principal.of(claims if isinstance(claims, MappingProxyType) else MappingProxyType(claims))
         self._principals.remember(carrier, principal, *self.access.validity(claims))
         return principal
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import quote
 
 from starlette.datastructures import Headers
@@ -43,6 +44,8 @@ logger = logging.getLogger("starlette_refresh.pages")
 
 #: Verifies an access token (the key is what carried it, for the verification cache).
 Verify = Callable[[bytes, str], Principal]
+#: The principal of a token this process has just minted, from the claims it signed (and cached).
+Adopt = Callable[[bytes, Mapping[str, Any]], Principal]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Responses that set credentials are kept by no cache, shared or private.
@@ -53,10 +56,11 @@ class PageGate:
     """Authenticates requests by the page cookies and answers those it cannot let in (see the
     module's docstring). Built by the middleware when ``page_mode`` is on."""
 
-    def __init__(self, settings: Settings, service: SessionService, verify: Verify) -> None:
+    def __init__(self, settings: Settings, service: SessionService, verify: Verify, adopt: Adopt) -> None:
         self.settings = settings
         self._service = service
         self._verify = verify
+        self._adopt = adopt
         self._names = (settings.page_cookie_name, settings.page_access_cookie_name)
         self._rotations: dict[str, asyncio.Task[IssuedSession]] = {}
 
@@ -107,7 +111,7 @@ class PageGate:
                 )
                 await _outage_answer(scope, self.settings)(scope, receive, send)
                 return True
-            principal = self._verify(issued.access_token.encode(), issued.access_token)
+            principal = self._adopt(issued.access_token.encode(), issued.access_claims)
             set_cookies = page_cookie_headers(self.settings, issued, root_path(scope))
         scope["user"], scope["auth"] = principal.user, principal.credentials()
         await _serve(app, scope, receive, send, set_cookies)

@@ -10,7 +10,7 @@ import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -86,6 +86,8 @@ class IssuedSession:
     refresh_expires_in: int
     session_id: str
     subject: str
+    #: The access token's claims, as signed (so its minter need not verify it to know them).
+    access_claims: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +392,7 @@ class SessionService:
             refresh_expires_in=max(0, (idle_expires_at_ms - now_ms) // 1000),
             session_id=session_id,
             subject=subject,
+            access_claims=access.claims,
         )
 
     async def _end_sessions(

@@ -24,7 +24,7 @@ from starlette.testclient import TestClient
 
 from starlette_refresh import ConfigurationError, Settings, TokenAuth, safe_next
 from starlette_refresh.observe import NullObserver, RefreshOutcome
-from starlette_refresh.page_cookies import set_page_cookies
+from starlette_refresh.page_cookies import _cookie, set_page_cookies
 from starlette_refresh.sessions import IssuedSession
 from starlette_refresh.testing import ManualClock
 from tests.unit.test_contract import (
@@ -609,3 +609,34 @@ def test_logout_all_by_an_htmx_request_with_the_access_cookie(client: TestClient
     assert set(cookies_of(response)) == {PAGE, ACCESS, "refresh_token"}
     refused = client.post("/auth/logout-all", headers={**cookie(pairs)})  # no Origin: not proven ours
     assert refused.status_code == 403
+
+
+@pytest.mark.parametrize("secure", [True, False])
+@pytest.mark.parametrize("domain", [None, "example.com"])
+@pytest.mark.parametrize(
+    ("samesite", "max_age", "path"), [("strict", 3600, "/auth"), ("lax", 0, "/"), ("none", 7, "/a")]
+)
+def test_the_cookies_of_an_inline_rotation_are_written_as_starlette_writes_them(
+    secure: bool, domain: str | None, samesite: Any, max_age: int, path: str
+) -> None:
+    settings = Settings(cookie_secure=secure or samesite == "none", cookie_domain=domain)
+    value = "srt1.0123abcd.Zz_-09.7.mac-_"
+    ours = _cookie(settings, "sr_session", value, max_age, path, samesite)
+    theirs = Response()
+    theirs.set_cookie(
+        "sr_session",
+        value,
+        max_age=max_age,
+        path=path,
+        domain=domain,
+        secure=settings.cookie_secure,
+        httponly=True,
+        samesite=samesite,
+    )
+    assert ours == dict(theirs.raw_headers)[b"set-cookie"]
+
+
+@pytest.mark.parametrize("value", ['a"b', "a;b", "a b", "a,b", "é"])
+def test_a_cookie_value_that_would_need_quoting_is_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="base64url"):
+        _cookie(Settings(), "sr_session", value, 1, "/", "lax")
