@@ -89,7 +89,8 @@ def auth_from_env() -> TokenAuth:
     ``SR_LEEWAY``, ``SR_STORE_TIMEOUT``, ``SR_REPLICA_ACKS``, ``SR_REPLICA_ACK_TIMEOUT``, and
     ``SR_CLOCK_SKEW`` (seconds this process's clock is off, to play an unsynchronised host), and
     ``SR_KEYS`` (asymmetric signing keys, see :func:`keys_from_env`), and
-    ``SR_FORMAT_CHECK_INTERVAL`` (seconds between counts of 0.1 processes, see format_watch)."""
+    ``SR_FORMAT_CHECK_INTERVAL`` (seconds between counts of 0.1 processes, see format_watch), and
+    ``SR_PAGE_MODE=1`` (page mode, its login page ``/login``)."""
     env = os.environ
     if "SR_FORMAT_CHECK_INTERVAL" in env:  # how soon a rolling-upgrade test sees 0.1 processes go
         format_watch.CHECK_INTERVAL_SECONDS = float(env["SR_FORMAT_CHECK_INTERVAL"])
@@ -107,6 +108,8 @@ def auth_from_env() -> TokenAuth:
         replica_ack_timeout=float(env.get("SR_REPLICA_ACK_TIMEOUT", "0.5")),
         exclude=["/login", "/public", "/health"],
         cookie_secure=False,
+        page_mode=env.get("SR_PAGE_MODE") == "1",
+        login_url="/login",
     )
 
 
