@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .errors import AuthError, CrossSiteRequest, InvalidGrant, StoreUnavailable
 from .observe import log_fields
 from .page_cookies import page_cookie_headers, request_cookies
+from .planted_cookies import delete_planted_page_cookies
 from .sessions import IssuedSession, SessionService
 from .settings import Settings, is_local_path, normalize_origin
 from .user import Principal
@@ -144,7 +145,13 @@ class PageGate:
             return None  # expired, revoked or garbage: the refresh cookie decides
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, *, planted: bool = False) -> None:
-        await refusal_answer(scope, self.settings, planted=planted)(scope, receive, send)
+        response = refusal_answer(scope, self.settings, planted=planted)
+        if planted:
+            # The browser sent them with this request, so their paths lead here: all deletable now,
+            # and the next request carries only the app's own (or none, and logs in afresh).
+            host = Headers(scope=scope).get("host", "")
+            delete_planted_page_cookies(response, self.settings, host, scope["path"])
+        await response(scope, receive, send)
 
 
 def refusal_answer(scope: Scope, settings: Settings, *, planted: bool = False) -> Response:

@@ -47,6 +47,28 @@ def delete_planted_cookies(response: Response, settings: Settings, headers: Head
                 )
 
 
+def delete_planted_page_cookies(response: Response, settings: Settings, host: str, path: str) -> None:
+    """Adds to ``response`` a deletion of each page cookie a sibling host could have planted and the
+    browser sent with a request for ``path``: for every parent domain of ``host``, at every path
+    sent to ``path``. The app's own page cookies are host-only, so none of these deletions can
+    touch them (a ``__Host-`` name needs none: browsers refuse such a cookie with a ``Domain``)."""
+    for name in (settings.page_cookie_name, settings.page_access_cookie_name):
+        if name.startswith("__Host-"):
+            continue
+        for domain in parent_domains(host):
+            for cookie_path in _paths_sent_to([path]):
+                response.set_cookie(
+                    name,
+                    "",
+                    max_age=0,
+                    path=cookie_path,
+                    domain=domain,
+                    secure=settings.cookie_secure,
+                    httponly=True,
+                    samesite="lax",
+                )
+
+
 def parent_domains(host: str) -> list[str]:
     """The parent domains of ``host`` (a Host header, port allowed) with at least two labels: the
     ``Domain`` values its sibling hosts may set cookies for. None for an IP address or a host of one

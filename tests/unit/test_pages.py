@@ -484,12 +484,26 @@ def test_a_revoked_session_is_sent_to_the_login_page_and_its_cookies_are_left_al
     assert set_cookies(response) == []
 
 
-def test_more_than_one_page_cookie_is_refused_not_guessed(client: TestClient) -> None:
+def test_more_than_one_page_cookie_is_refused_not_guessed_and_the_planted_ones_are_deleted(
+    client: TestClient,
+) -> None:
     pairs = log_in(client)
     client.cookies.clear()
     header = f"{PAGE}=planted; {PAGE}={pairs[PAGE]}; {ACCESS}={pairs[ACCESS]}"
-    response = client.get("/account", headers={"Cookie": header, "Accept": HTML}, follow_redirects=False)
+    headers = {"Cookie": header, "Accept": HTML, "Host": "app.example.test"}
+    response = client.get("/account/settings", headers=headers, follow_redirects=False)
     assert response.status_code == 303
+    deleted = {
+        (c.name, c.attr("domain"), c.attr("path")) for c in set_cookies(response) if c.attr("max-age") == "0"
+    }
+    # A sibling host can set cookies for the parent domain only, at any path the browser sent here.
+    assert deleted == {
+        (name, "example.test", path)
+        for name in (PAGE, ACCESS)
+        for path in ("/", "/account", "/account/", "/account/settings")
+    }
+    # The app's own cookies are host-only: no deletion names them.
+    assert all(c.attr("domain") for c in set_cookies(response))
 
 
 # ---------------------------------------------------------------------------------------------
