@@ -654,3 +654,21 @@ def test_the_cookies_of_an_inline_rotation_are_written_as_starlette_writes_them(
 def test_a_cookie_value_that_would_need_quoting_is_refused(value: str) -> None:
     with pytest.raises(ValueError, match="base64url"):
         _cookie(Settings(), "sr_session", value, 1, "/", "lax")
+
+
+def test_behind_a_path_prefix_the_login_page_and_the_way_back_carry_it(page_auth: TokenAuth) -> None:
+    from starlette.routing import Mount
+
+    outer = Starlette(routes=[Mount("/app", pages_app(page_auth))])
+    with TestClient(outer, base_url=BASE_URL) as mounted:
+        response = mounted.get("/app/account?x=1", headers={"Accept": HTML}, follow_redirects=False)
+        assert response.status_code == 303
+        assert response.headers["location"] == "/app/login?next=/app/account%3Fx%3D1"
+        login = mounted.post("/app/login", json={}, headers={"Origin": OWN_ORIGIN})
+        cookies = cookies_of(login)
+        assert cookies[PAGE].attr("path") == "/"
+        assert cookies["refresh_token"].attr("path") == "/app/auth"
+        mounted.cookies.clear()
+        page = mounted.get("/app/account", headers=cookie({PAGE: cookies[PAGE].value}))
+        assert page.status_code == 200
+        assert cookies_of(page)["refresh_token"].attr("path") == "/app/auth"
