@@ -13,6 +13,13 @@ Which paths need an access token:
   its token runs out unrenewed;
 * exactly ``/`` (the login page, ``"/$"``), ``/app``, ``/static/*``, ``/healthz``, ``/favicon.ico``:
   public (``exclude``).
+
+Page mode is on as well (``page_mode=True``, ``login_url="/"``): the login also sets the HttpOnly page
+cookies, so the server-rendered ``/pages/*`` (Jinja2 and htmx, no JavaScript of ours) are protected
+like every other path but need no ``Authorization`` header: the middleware authenticates them by the
+cookies, refreshes them inline when their access token has run out, and sends a visitor without a
+session to the login page (``/?next=/pages/account``). The dashboard's refresh manager keeps working
+beside them: both modes share one session and one refresh token.
 """
 
 from __future__ import annotations
@@ -21,12 +28,15 @@ import asyncio
 import hmac
 import json
 import logging
+import time
+from collections import deque
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -50,16 +60,48 @@ HEALTH_TIMEOUT = 1.0
 LIVE_TICK_SECONDS = 1.0
 
 #: Pages load scripts and styles from this origin only; nothing inline, nothing from a CDN.
+#: ``Referrer-Policy: same-origin`` tells other sites nothing; ``no-referrer`` would also make browsers
+#: send ``Origin: null`` with this site's own form posts (the page's logout, a greeting without htmx),
+#: which the middleware refuses as cross-site (403), as it must refuse a sandboxed page's.
 PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-cache",
 }
 NO_STORE = {"Cache-Control": "no-store"}
+#: A page that shows the user's data: kept by no cache, and not restored from the back/forward cache
+#: after a logout.
+PRIVATE_PAGE_HEADERS = {**PAGE_HEADERS, "Cache-Control": "no-store"}
+
+#: The login page: a visitor without a session is sent here with ``?next=`` (page mode).
+LOGIN_URL = "/"
+#: What /pages/greeting keeps per user, and how much of one it reads.
+GREETINGS_KEPT = 5
+GREETING_MAX_CHARS = 80
+GREETING_MAX_BODY = 2_048
+
+
+class Greetings:
+    """The greetings each user left on the account page, newest first, in this process's memory (a
+    demo of an unsafe htmx request; with several workers each keeps its own)."""
+
+    def __init__(self) -> None:
+        self._by_user: dict[str, deque[str]] = {}
+        self._counts: dict[str, int] = {}
+
+    def add(self, user: str, text: str) -> None:
+        self._by_user.setdefault(user, deque(maxlen=GREETINGS_KEPT)).appendleft(text)
+        self._counts[user] = self._counts.get(user, 0) + 1
+
+    def of(self, user: str) -> list[str]:
+        return list(self._by_user.get(user, ()))
+
+    def count(self, user: str) -> int:
+        return self._counts.get(user, 0)
 
 
 def create_app(settings: DemoSettings | None = None) -> Starlette:
@@ -77,14 +119,54 @@ def create_app(settings: DemoSettings | None = None) -> Starlette:
         redis_url=settings.redis_url,
         settings=settings.auth,
         exclude=list(PUBLIC_PATHS),
+        page_mode=True,
+        login_url=LOGIN_URL,
     )
     templates = Jinja2Templates(directory=TEMPLATES_DIR)
+    greetings = Greetings()
+
+    def page_context(request: Request) -> dict[str, Any]:
+        """What the account page and its fragments show: the user, and their token's seconds left."""
+        user: TokenUser = request.user
+        expires_in = max(0, int(user.claims.get("exp", 0) - time.time()))
+        return {
+            "email": user.claims.get("email") or user.display_name,
+            "session_id": user.session_id,
+            "expires_in": expires_in,
+            "now": time.strftime("%H:%M:%S"),
+            "greetings": greetings.of(user.identity),
+            "greeting_count": greetings.count(user.identity),
+        }
 
     async def login_page(request: Request) -> Response:
         return templates.TemplateResponse(request, "login.html", headers=PAGE_HEADERS)
 
     async def dashboard_page(request: Request) -> Response:
         return templates.TemplateResponse(request, "dashboard.html", headers=PAGE_HEADERS)
+
+    async def account_page(request: Request) -> Response:
+        return templates.TemplateResponse(
+            request, "account.html", page_context(request), headers=PRIVATE_PAGE_HEADERS
+        )
+
+    async def clock_fragment(request: Request) -> Response:
+        return templates.TemplateResponse(request, "_clock.html", page_context(request), headers=NO_STORE)
+
+    async def greeting(request: Request) -> Response:
+        """Records a greeting of the user's (an unsafe request: the middleware has checked that it
+        comes from this site). htmx gets the list as a fragment; a plain form post is sent back to
+        the page."""
+        user: TokenUser = request.user
+        body = await _limited_body(request, GREETING_MAX_BODY)
+        if body is None:
+            return HTMLResponse("Too long", status_code=413, headers=NO_STORE)
+        form = dict(parse_qsl(body.decode("utf-8", "replace")))
+        text = " ".join(form.get("text", "").split())[:GREETING_MAX_CHARS] or "Hello"
+        greetings.add(user.identity, text)
+        logger.info("greeting %d recorded for %s", greetings.count(user.identity), user.identity)
+        if request.headers.get("hx-request") != "true":
+            return RedirectResponse("/pages/account", status_code=303, headers=NO_STORE)
+        return templates.TemplateResponse(request, "_greetings.html", page_context(request), headers=NO_STORE)
 
     async def login(request: Request) -> Response:
         parsed, body = await _json_body(request, auth.settings.max_body_bytes)
@@ -126,6 +208,9 @@ def create_app(settings: DemoSettings | None = None) -> Starlette:
             Route("/app", dashboard_page, name="dashboard"),
             Route("/auth/login", login, methods=["POST"], name="login"),
             Route("/api/me", me, name="me"),
+            Route("/pages/account", account_page, name="account"),
+            Route("/pages/clock", clock_fragment, name="clock"),
+            Route("/pages/greeting", greeting, methods=["POST"], name="greeting"),
             WebSocketRoute("/api/live", live, name="live"),
             Route("/healthz", healthz, name="healthz"),
             Route("/favicon.ico", favicon),
@@ -175,17 +260,25 @@ async def serve_live_updates(websocket: WebSocket) -> None:
 async def _json_body(request: Request, limit: int) -> tuple[bool, Any]:
     """``(True, value)`` for a JSON body; ``(False, None)`` when it is not JSON or over ``limit``
     bytes (the login reads no more than the library's own endpoints do)."""
+    body = await _limited_body(request, limit)
+    if body is None:
+        return False, None
+    try:
+        return True, json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return False, None
+
+
+async def _limited_body(request: Request, limit: int) -> bytes | None:
+    """The request's body; None when it is over ``limit`` bytes (read no further than that)."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            return False, None
+            return None
         chunks.append(chunk)
-    try:
-        return True, json.loads(b"".join(chunks))
-    except (ValueError, UnicodeDecodeError):
-        return False, None
+    return b"".join(chunks)
 
 
 def _is_demo_user(email: str, password: str) -> bool:

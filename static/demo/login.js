@@ -1,8 +1,20 @@
 // starlette-refresh demo: the sign-in form.
 //
 // POSTs {email, password} as JSON to /auth/login. The server answers 200 with an access token and sets
-// the HttpOnly refresh cookie (Path=/auth); the dashboard restores the session from that cookie with
-// one refresh, so the access token in this answer is not needed here.
+// the HttpOnly refresh cookie (Path=/auth) and, in page mode, the page cookies (Path=/); the dashboard
+// restores the session from the refresh cookie with one refresh, so the access token in this answer is
+// not needed here. Then it goes to the page named by ?next= (where the server sent a visitor without a
+// session) when that is a path of this site, else to the dashboard.
+
+// A path of this site: "/" first, but not "//" (another host) nor a backslash (which browsers read as
+// "/"), nor a control character. Anything else is ignored, so this page is no open redirect.
+function safeNext(value) {
+  if (typeof value !== "string" || !value.startsWith("/") || value.startsWith("//")) return null;
+  if (value.includes("\\") || /[\u0000-\u001f\u007f]/.test(value)) return null;
+  return value;
+}
+
+const nextPage = safeNext(new URLSearchParams(window.location.search).get("next")) ?? "/app";
 
 const form = document.getElementById("login-form");
 const errorBox = document.querySelector('[data-testid="login-error"]');
@@ -32,7 +44,7 @@ async function signIn(email, password) {
     return;
   }
   if (response.ok) {
-    window.location.href = "/app";
+    window.location.href = nextPage;
     return;
   }
   if (response.status === 401) {
