@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from starlette_refresh import TokenAuth
 from starlette_refresh.endpoints import Transport, token_answer
+from starlette_refresh.page_cookies import set_page_cookies
 from starlette_refresh.sessions import IssuedSession
 from starlette_refresh.web import json_answer, set_refresh_cookie
 
@@ -41,7 +42,12 @@ def issued_session(auth: TokenAuth) -> IssuedSession:
 @pytest.mark.parametrize("root", ["", "/app"])
 @pytest.mark.parametrize(
     "options",
-    [{}, {"access_ttl": 60, "cookie_secure": False}, {"cookie_domain": "example.com", "cookie_path": "/x"}],
+    [
+        {},
+        {"access_ttl": 60, "cookie_secure": False},
+        {"cookie_domain": "example.com", "cookie_path": "/x"},
+        {"page_mode": True, "login_url": "/login", "exclude": ["/login"]},
+    ],
 )
 def test_the_token_answer_is_what_json_answer_gives(
     options: dict[str, Any], transport: Transport, root: str
@@ -59,6 +65,8 @@ def test_the_token_answer_is_what_json_answer_gives(
     expected = json_answer(200, body)
     if transport == "cookie":
         set_refresh_cookie(expected, settings, issued.refresh_token, issued.refresh_expires_in, root)
+        if settings.page_mode:
+            set_page_cookies(expected, settings, issued)
 
     answer = token_answer(settings, issued, transport, root)
 
