@@ -8,9 +8,9 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import Headers
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import Scope
+from starlette.types import Receive, Scope
 
 from .errors import AuthError, CrossSiteRequest, InvalidRequest, InvalidToken
 from .settings import Settings, normalize_origin
@@ -222,14 +222,7 @@ async def read_parameters(request: Request, limit: int) -> tuple[dict[str, Any],
         raise InvalidRequest(
             f"request body larger than {limit} bytes" if declared.isdigit() else "bad Content-Length"
         )
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise InvalidRequest(f"request body larger than {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    body = await _read_body(request.receive, limit)
     if not body:  # no body at all; one of only whitespace is malformed JSON, like any other
         return {}, False
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -244,6 +237,25 @@ async def read_parameters(request: Request, limit: int) -> tuple[dict[str, Any],
     if not isinstance(value, dict):
         raise InvalidRequest("the request body must be a JSON object")
     return value, False
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    """The request body, refused once it passes ``limit`` bytes: what ``Request.stream()`` gives,
+    read without its async generator (a refresh reads one body; this is a microsecond cheaper)."""
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise InvalidRequest(f"request body larger than {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect()
 
 
 def _form_fields(body: bytes) -> dict[str, str]:
