@@ -92,7 +92,7 @@ class AccessTokenCodec:
             payload["iss"] = self._settings.issuer
         if self._settings.audience is not None:
             payload["aud"] = self._settings.audience
-        body = json.dumps(payload, separators=(",", ":")).encode()
+        body = _COMPACT_JSON.encode(payload).encode()
         if self._hmac is not None:
             token = self._hmac.sign(body)
         else:
@@ -195,6 +195,9 @@ def check_app_claims(claims: Mapping[str, Any] | None, max_bytes: int) -> str:
         raise ValueError(f"claims take more than max_claims_bytes={max_bytes} bytes as JSON")
     return encoded
 
+
+# json.dumps(payload, separators=(",", ":")) without building an encoder for every token it signs.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 _HMAC = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
 

@@ -26,6 +26,7 @@ from .refresh_tokens import looks_like_refresh_token
 from .sessions import IssuedSession, SessionService
 from .settings import Settings
 from .web import (
+    EncodedJSONAnswer,
     authorization_values,
     bearer_token,
     check_same_origin,
@@ -68,14 +69,12 @@ def token_answer(
     (a cookie's path carries the request's ``root_path``). With ``planted_by`` (a login's request
     headers), a cookie answer first deletes every refresh cookie this app never set, so that one
     planted before the login cannot stand beside the new one."""
-    body: dict[str, Any] = {
-        "access_token": issued.access_token,
-        "token_type": "Bearer",
-        "expires_in": issued.expires_in,
-    }
-    if transport == "body":
-        body["refresh_token"] = issued.refresh_token
-    response = json_answer(200, body)
+    # Both tokens are base64url segments joined by dots (a JWS; our refresh format) and expires_in is
+    # an int, none of which JSON escapes: the body is put together directly, the same bytes
+    # JSONResponse made of the dict (compact separators, keys in this order).
+    in_body = f',"refresh_token":"{issued.refresh_token}"' if transport == "body" else ""
+    access = f'"access_token":"{issued.access_token}","token_type":"Bearer","expires_in":{issued.expires_in}'
+    response = EncodedJSONAnswer(f"{{{access}{in_body}}}".encode())
     if transport == "cookie":
         if planted_by is not None:
             delete_planted_cookies(response, settings, planted_by, root_path)

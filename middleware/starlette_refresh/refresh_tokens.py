@@ -21,10 +21,12 @@ from .errors import InvalidGrant
 TOKEN_PREFIX = "srt1"  # noqa: S105 - a format marker, not a secret
 MAX_REFRESH_TOKEN_CHARS = 256
 MAX_GENERATION = 10**15
-_TAG = re.compile(r"[0-9a-f]{20}")
-_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{22}")
-_GENERATION = re.compile(r"0|[1-9][0-9]{0,15}")
-_MAC = re.compile(r"[A-Za-z0-9_-]{43}")
+# The five dot-separated parts: prefix, user tag, session id, generation, MAC. One pattern rather than
+# a split and four (none of the parts can hold a dot, so it accepts exactly the same strings).
+_TOKEN = re.compile(
+    re.escape(TOKEN_PREFIX)
+    + r"\.([0-9a-f]{20})\.([A-Za-z0-9_-]{22})\.(0|[1-9][0-9]{0,15})\.([A-Za-z0-9_-]{43})"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,8 @@ class RefreshTokenCodec:
     def __init__(self, secret: bytes) -> None:
         # Domain separation: the access-token HMAC key is the secret as given, this one is derived.
         self._mac_key = hmac.new(secret, b"starlette-refresh/refresh-token/v1", hashlib.sha256).digest()
+        # Keyed once and copied for each MAC: a refresh computes two (the presented token, the new one).
+        self._keyed = hmac.new(self._mac_key, digestmod=hashlib.sha256)
 
     def user_tag(self, subject: str) -> str:
         """A keyed, non-reversible tag of the subject; it is the Redis Cluster hash tag of its keys."""
@@ -62,17 +66,10 @@ class RefreshTokenCodec:
         """Verifies shape and MAC; raises :class:`InvalidGrant` for anything we did not mint."""
         if not token or len(token) > MAX_REFRESH_TOKEN_CHARS:
             raise InvalidGrant("refresh token is invalid")
-        parts = token.split(".")
-        if len(parts) != 5 or parts[0] != TOKEN_PREFIX:
+        matched = _TOKEN.fullmatch(token)
+        if matched is None:
             raise InvalidGrant("refresh token is invalid")
-        _, tag, session_id, generation, mac = parts
-        if not (
-            _TAG.fullmatch(tag)
-            and _SESSION_ID.fullmatch(session_id)
-            and _GENERATION.fullmatch(generation)
-            and _MAC.fullmatch(mac)
-        ):
-            raise InvalidGrant("refresh token is invalid")
+        tag, session_id, generation, mac = matched.groups()
         expected = self._mac(token[: -len(mac) - 1])
         if not hmac.compare_digest(expected, mac):
             raise InvalidGrant("refresh token is invalid")
@@ -82,8 +79,9 @@ class RefreshTokenCodec:
         return RefreshToken(user_tag=tag, session_id=session_id, generation=value)
 
     def _mac(self, body: str) -> str:
-        digest = hmac.new(self._mac_key, body.encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        mac = self._keyed.copy()
+        mac.update(body.encode())
+        return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
 
 
 def looks_like_refresh_token(token: str) -> bool:

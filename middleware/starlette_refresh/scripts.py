@@ -32,22 +32,29 @@ class Script:
         self.name = name
         self.source = source
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+        self._encoded_sha = self.sha.encode()  # bytes pass redis-py's encoder at once
 
     async def __call__(
-        self, redis: Any, keys: Sequence[str], args: Sequence[object], *, replicas: int = 0, wait_ms: int = 0
+        self,
+        redis: Any,
+        keys: Sequence[str | bytes],
+        args: Sequence[object],
+        *,
+        replicas: int = 0,
+        wait_ms: int = 0,
     ) -> Any:
         """Runs the script; with ``replicas``, also waits (``WAIT``) until that many replicas hold its
         writes, in the same round trip, and raises :class:`ReplicasBehind` when fewer do in time."""
         if replicas:
             return await self._call_and_wait(redis, keys, args, replicas, wait_ms)
         try:
-            return await redis.evalsha(self.sha, len(keys), *keys, *args)
+            return await redis.evalsha(self._encoded_sha, len(keys), *keys, *args)
         except redis_errors.NoScriptError:
             self._log_reload()
             return await redis.eval(self.source, len(keys), *keys, *args)
 
     async def _call_and_wait(
-        self, redis: Any, keys: Sequence[str], args: Sequence[object], replicas: int, wait_ms: int
+        self, redis: Any, keys: Sequence[str | bytes], args: Sequence[object], replicas: int, wait_ms: int
     ) -> Any:
         # WAIT counts the replicas that hold this connection's writes, so it must follow the script
         # on the same connection: a pipeline gives that, and keeps it to one round trip. On Cluster

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -199,7 +198,7 @@ class SessionService:
         if self.revocations.is_revoked(token.session_id):
             await self._refuse_revoked(token, fingerprint(raw_token))
         now_ms = self._now_ms()
-        with self._refresh_outage():
+        try:
             verdict = await self.store.rotate(
                 token.user_tag,
                 token.session_id,
@@ -208,6 +207,9 @@ class SessionService:
                 int(self.settings.refresh_grace * 1000),
                 self.settings.refresh_ttl * 1000,
             )
+        except StoreUnavailable:  # counted as this refresh's outcome; the 503 itself is the endpoint's
+            self.observer.refresh("unavailable")
+            raise
         answer = _answer_to(verdict, token)
         # Counted before anything else can fail: a reuse stays a reuse even if announcing it does not.
         self.observer.refresh(answer.outcome)
@@ -235,8 +237,11 @@ class SessionService:
     async def _refuse_revoked(self, token: RefreshToken, presented: str) -> None:
         """Refuses a token of a session this process knows is revoked. Ends it in the store again,
         in case Redis lost the revocation (restored from an older snapshot) and would resurrect it."""
-        with self._refresh_outage():
+        try:
             await self.store.revoke(token.user_tag, token.session_id, None, self._now_ms())
+        except StoreUnavailable:
+            self.observer.refresh("unavailable")
+            raise
         self.observer.refresh("revoked")
         logger.warning(
             "refresh refused: session %s is revoked (refresh %s); ended it in the store again",
@@ -421,15 +426,6 @@ class SessionService:
             ", ".join(session_ids),
             extra=log_fields("revocation_announced", user=user_tag, sessions=session_ids),
         )
-
-    @contextmanager
-    def _refresh_outage(self) -> Iterator[None]:
-        """Counts a store outage as this refresh's outcome; the 503 itself is the endpoint's."""
-        try:
-            yield
-        except StoreUnavailable:
-            self.observer.refresh("unavailable")
-            raise
 
     def _refresh_fields(self, answer: _Answer, token: RefreshToken, presented: str) -> dict[str, object]:
         return log_fields(

@@ -269,11 +269,15 @@ class RedisStore:
             if not self._deadlines.calibrated:
                 await self._deadlines.calibrate(self.redis)
             deadline = self._deadlines.redis_deadline_ms(bound)
-            args = [session_id, generation, now_ms, grace_ms, idle_ttl_ms, deadline]
+            # Encoded here: redis-py's encoder takes several type checks for each str or int, and a
+            # refresh sends nine arguments; bytes pass it at once.
+            args = [session_id.encode(), b"%d" % generation, b"%d" % now_ms]
+            args += [b"%d" % grace_ms, b"%d" % idle_ttl_ms, b"%d" % deadline]
             target = self.write_format
             reply = ["absent"]
             if target == 2:
-                reply = await self._scripts["rotate"](self.redis, [self.layout.user(user_tag)], args)
+                user = self.layout.user(user_tag).encode()
+                reply = await self._scripts["rotate"](self.redis, [user], args)
             if _text(reply[0]) == "absent":
                 # Not in the user's string (a session stored in format 1, or none at all), or format 1
                 # is to be written: the script that reads and writes either.

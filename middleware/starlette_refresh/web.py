@@ -8,14 +8,17 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import Headers
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import Scope
+from starlette.types import Receive, Scope
 
 from .errors import AuthError, CrossSiteRequest, InvalidRequest, InvalidToken
 from .settings import Settings, normalize_origin
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_NO_STORE_RAW = [
+    (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in NO_STORE.items()
+]
 _QUERY_TOKEN_NAMES = (b"access_token", b"refresh_token")
 
 
@@ -27,6 +30,25 @@ def json_answer(
     if body is None:
         return Response(status_code=status, headers=merged)
     return JSONResponse(dict(body), status_code=status, headers=merged)
+
+
+class EncodedJSONAnswer(Response):
+    """A 200 answer of JSON already encoded, with the headers :func:`json_answer` gives one, in the
+    same order: every refresh answers with one, and skipping JSONResponse's encoder and its header
+    merging saves a refresh about 4 µs. Cookies are set on it as on any Response."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes) -> None:
+        # Not Response.__init__, which would render the body and merge the headers again.
+        self.status_code = 200
+        self.background = None
+        self.body = body
+        self.raw_headers = [
+            *_NO_STORE_RAW,
+            (b"content-length", str(len(body)).encode("latin-1")),
+            (b"content-type", b"application/json"),
+        ]
 
 
 def error_answer(error: AuthError, headers: Mapping[str, str] | None = None) -> Response:
@@ -200,14 +222,7 @@ async def read_parameters(request: Request, limit: int) -> tuple[dict[str, Any],
         raise InvalidRequest(
             f"request body larger than {limit} bytes" if declared.isdigit() else "bad Content-Length"
         )
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise InvalidRequest(f"request body larger than {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    body = await _read_body(request.receive, limit)
     if not body:  # no body at all; one of only whitespace is malformed JSON, like any other
         return {}, False
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -222,6 +237,25 @@ async def read_parameters(request: Request, limit: int) -> tuple[dict[str, Any],
     if not isinstance(value, dict):
         raise InvalidRequest("the request body must be a JSON object")
     return value, False
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    """The request body, refused once it passes ``limit`` bytes: what ``Request.stream()`` gives,
+    read without its async generator (a refresh reads one body; this is a microsecond cheaper)."""
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise InvalidRequest(f"request body larger than {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect()
 
 
 def _form_fields(body: bytes) -> dict[str, str]:
