@@ -39,7 +39,14 @@ from .planted_cookies import delete_planted_page_cookies
 from .sessions import IssuedSession, SessionService
 from .settings import Settings, is_local_path, normalize_origin
 from .user import Principal
-from .web import error_answer, own_origin, root_path, unauthorized_answer, unavailable_answer
+from .web import (
+    error_answer,
+    is_own_private_page,
+    own_origin,
+    root_path,
+    unauthorized_answer,
+    unavailable_answer,
+)
 
 logger = logging.getLogger("starlette_refresh.pages")
 
@@ -230,6 +237,8 @@ def foreign_request(scope: Scope, settings: Settings) -> CrossSiteRequest | None
     if len(origins) == 1:
         origin = normalize_origin(origins[0])
         if origin and (origin == own_origin(scope, headers) or origin in settings.trusted_origins):
+            return None
+        if is_own_private_page(origins[0], headers):
             return None
         return CrossSiteRequest(f"a page of origin {origins[0][:100]!r} may not send this with your cookies")
     if len(origins) > 1:

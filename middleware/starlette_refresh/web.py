@@ -197,12 +197,22 @@ def check_same_origin(scope: Scope, headers: Headers, settings: Settings) -> Non
         origin = normalize_origin(values[0])
         if origin and (origin == own_origin(scope, headers) or origin in settings.trusted_origins):
             return
+        if is_own_private_page(values[0], headers):
+            return
         raise CrossSiteRequest(
             f"requests from origin {values[0][:100]!r} may not use the refresh cookie; "
             "list the origin in trusted_origins if it is yours"
         )
     if headers.get("sec-fetch-site", "").lower() == "cross-site":
         raise CrossSiteRequest("cross-site requests may not use the refresh cookie")
+
+
+def is_own_private_page(origin: str, headers: Headers) -> bool:
+    """True for ``Origin: null`` with ``Sec-Fetch-Site: same-origin``: a form the app's own page
+    posted under ``Referrer-Policy: no-referrer`` (browsers then hide the origin of a form's
+    navigation). A sandboxed or ``data:`` page also sends ``null``, but its requests are marked
+    ``cross-site``."""
+    return origin.strip() == "null" and headers.get("sec-fetch-site") == "same-origin"
 
 
 FORM = "application/x-www-form-urlencoded"

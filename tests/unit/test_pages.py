@@ -518,6 +518,7 @@ def test_more_than_one_page_cookie_is_refused_not_guessed_and_the_planted_ones_a
         pytest.param({"Origin": "https://sub.testserver"}, id="sibling-subdomain"),
         pytest.param({"Origin": "null"}, id="opaque-origin"),
         pytest.param({"Sec-Fetch-Site": "same-site"}, id="same-site-without-origin"),
+        pytest.param({"Origin": "null", "Sec-Fetch-Site": "cross-site"}, id="sandboxed-page"),
         pytest.param({}, id="no-provenance"),
     ],
 )
@@ -539,6 +540,8 @@ def test_an_unsafe_cookie_request_not_proven_to_come_from_this_site_is_refused_b
     [
         pytest.param({"Origin": OWN_ORIGIN, "HX-Request": "true"}, id="htmx-with-origin"),
         pytest.param({"Sec-Fetch-Site": "same-origin"}, id="sec-fetch-site"),
+        # Chromium's own form POST from a page with Referrer-Policy: no-referrer
+        pytest.param({"Origin": "null", "Sec-Fetch-Site": "same-origin"}, id="no-referrer-form"),
     ],
 )
 def test_an_unsafe_request_from_this_site_passes_and_is_refreshed_if_needed(
@@ -672,3 +675,14 @@ def test_behind_a_path_prefix_the_login_page_and_the_way_back_carry_it(page_auth
         page = mounted.get("/app/account", headers=cookie({PAGE: cookies[PAGE].value}))
         assert page.status_code == 200
         assert cookies_of(page)["refresh_token"].attr("path") == "/app/auth"
+
+
+def test_a_logout_form_of_a_no_referrer_page_is_its_own_and_a_sandboxed_one_is_not(
+    client: TestClient,
+) -> None:
+    pairs = log_in(client)
+    client.cookies.clear()
+    sandboxed = {**cookie(pairs), "Origin": "null", "Sec-Fetch-Site": "cross-site"}
+    assert client.post("/auth/logout", headers=sandboxed).status_code == 403
+    own = {**cookie(pairs), "Origin": "null", "Sec-Fetch-Site": "same-origin", "Accept": HTML}
+    assert client.post("/auth/logout", headers=own, follow_redirects=False).status_code == 303
