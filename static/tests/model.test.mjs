@@ -26,7 +26,7 @@
 //
 // SEQUENCES (1000) sequences of up to MAX_COMMANDS (40) commands run in the suite, in about 7 s;
 // the test's diagnostic line counts what they did. A failure prints the commands, and fast-check's
-// seed, path and replayPath (pass them to fc.assert and fc.commands to replay it).
+// seed and path: MODEL_SEED=<seed> MODEL_PATH=<path> replays it.
 
 import assert from "node:assert/strict";
 import { AsyncLocalStorage } from "node:async_hooks";
@@ -39,6 +39,10 @@ import fc from "fast-check";
 import { answers, deferred, FakeServer, jwtLike, makeWorld, settle } from "./fakes.mjs";
 
 const SEQUENCES = 1000;
+/** MODEL_SEED=<seed> MODEL_PATH=<path> node --test tests/model.test.mjs replays a reported failure. */
+const REPLAY = process.env.MODEL_SEED
+  ? { seed: Number(process.env.MODEL_SEED), path: process.env.MODEL_PATH, endOnFailure: true }
+  : {};
 /** Every state change seen in any sequence, as "from -> to". */
 const TRANSITIONS = new Set();
 const MAX_COMMANDS = 40;
@@ -365,11 +369,13 @@ class Browser {
   }
 
   #flowStarted(tab, cause) {
-    const at = { cause, wall: this.clock.time, mono: this.clock.mono };
+    const at = { cause, wall: this.clock.time, mono: this.clock.mono, true: this.trueNow() };
     if (cause.startsWith("unknown")) this.violation(`${tab.name}: a refresh started from an unknown place: ${cause}`);
     if (FLOORED.has(cause)) {
-      // 2. The floor, on the manager's own measure of time (whichever of the wall and
-      // monotonic clocks says more time passed: a wall clock set forward counts as time passed).
+      // 2. The floor, in true time (the monotonic clock plus the machine's sleeps), except that a
+      // wall clock set forward counts as time passed: the manager cannot tell it from a sleep.
+      // (Measured on the wall and monotonic clocks alone, a refresh after a sleep looked 0 ms
+      // late when the wall clock had been set back since the previous one.)
       // NARROWED: a refresh for a rejected request keeps the floor from the previous one for a
       // rejected request only, not from a timer's or a wake event's: the manager counts it from its
       // own stamp (#rejectedAt), so a request whose fresh token is refused right after a proactive
@@ -380,7 +386,7 @@ class Browser {
       // refresh without moving the clock). Timer and wake refreshes keep the floor from all three.
       const counts = cause === "rejected" ? (flow) => flow.cause === "rejected" : (flow) => FLOORED.has(flow.cause);
       const previous = tab.flows.findLast(counts);
-      const elapsed = previous ? Math.max(at.wall - previous.wall, at.mono - previous.mono) : Infinity;
+      const elapsed = previous ? Math.max(at.wall - previous.wall, at.true - previous.true) : Infinity;
       if (elapsed < OPTIONS.minIntervalMs) {
         this.violation(`${tab.name}: a refresh (${cause}) ${elapsed} ms after the previous one (${previous.cause}), under the ${OPTIONS.minIntervalMs} ms floor`);
       }
@@ -754,7 +760,7 @@ describe(`the refresh manager's state machine, model-based (${SEQUENCES} sequenc
         STATS.sequences++;
         STATS.commands += browser.log.length - 2;
       }),
-      { numRuns: SEQUENCES, includeErrorInReport: true },
+      { numRuns: SEQUENCES, includeErrorInReport: true, ...REPLAY },
     );
     t.diagnostic(`ran ${STATS.sequences} sequences, ${STATS.commands} commands: ${JSON.stringify(STATS)}`);
   });
@@ -946,6 +952,27 @@ describe("found by the model", () => {
     assert.equal(world.server.refreshCalls.length, 2, "no refresh for a tab that logged out meanwhile");
     assert.equal(tab.manager.state, "logged-out");
     assert.deepEqual(tab.of("logged-out").map((detail) => detail.reason), ["logout"]);
+  });
+
+  it("a wake after a sleep refreshes at once, even when the wall clock was set back since the last refresh", async () => {
+    // shrunk: tokens live 0.01 s, open(0), login(0), advance 10000, setWall -3600000, login(0),
+    // sleep 60000, event(0, focus). The model's floor read this refresh as 0 ms after the last timer
+    // refresh (wall clock: an hour back; monotonic clock: still, as in a sleep), while 60 s had
+    // passed: the checker was wrong, not the manager, which must refresh here.
+    const world = makeWorld({ lifetime: 0.01 });
+    const tab = world.openTab();
+    await tab.manager.start();
+    await world.clock.advance(10_000); // a refresh each minIntervalMs: the tokens live 10 ms
+    const timerRefreshes = world.server.refreshCalls.length;
+    assert.ok(timerRefreshes >= 10, `refreshes every second (${timerRefreshes})`);
+    world.clock.setWall(-3_600_000);
+    tab.manager.setSession({ access_token: "login", expires_in: 0.01 });
+    world.clock.sleep(60_000);
+    tab.events.dispatchEvent(new Event("focus"));
+    await settle();
+    assert.equal(world.server.refreshCalls.length, timerRefreshes + 1, "the token ran out during the sleep");
+    assert.equal(tab.manager.state, "logged-in");
+    assert.equal(tab.manager.accessToken, world.server.current);
   });
 
   it("logout() ends even when its request hangs: the request gets refreshTimeoutMs, as a refresh does", async () => {
