@@ -7,9 +7,10 @@ rotated right here, one Redis round trip, the app sees ``request.user`` as usual
 carries the new cookies.
 
 Parallel requests never lose. A page, its htmx fragments and other tabs arrive together with the
-same expired cookies: in one process they share a single rotation (the first starts it, the others
-wait for its answer, so every response carries byte-identical cookies); across processes the store
-rotates once and answers the others with the derived grace answer (the same refresh token). A
+same expired cookies. In one process, those that arrive while a rotation is under way share it (the
+first starts it, the others wait for its answer and carry byte-identical cookies); later ones, and
+those on other processes, get the store's derived grace answer: the same refresh token, an access
+token of their own. The store rotates once either way. A
 refusal never clears a cookie, because it may answer a request sent before a newer login set new
 ones; logout clears them.
 
