@@ -10,6 +10,7 @@ arrival order in front of the pool.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 
 import pytest
@@ -21,8 +22,29 @@ from tests.apps import SECRET
 pytestmark = pytest.mark.integration
 
 
+async def seconds_per_refresh(auth: TokenAuth, samples: int = 50) -> float:
+    """One refresh's time on this machine now, measured one after another (no waiting for the pool)."""
+    token = (await auth.sessions.login("baseline", {}, "test")).refresh_token
+    started = time.perf_counter()
+    for _ in range(samples):
+        token = (await auth.sessions.refresh(token)).refresh_token
+    return (time.perf_counter() - started) / samples
+
+
 async def burst(url: str, connections: int, in_flight: int, rounds: int) -> Counter[str]:
-    auth = TokenAuth(secret_key=SECRET, redis_url=url, store_max_connections=connections, store_timeout=1.0)
+    # The last of ``in_flight`` operations queued in arrival order waits for the ones before it: about
+    # in_flight refreshes' time on one event loop. The store timeout is three times that (at least
+    # 1 s), so a slow or busy machine passes while a task that the pool starves, waiting through
+    # many rounds of the others, still runs into it.
+    probe = TokenAuth(secret_key=SECRET, redis_url=url, store_max_connections=connections)
+    await probe.startup()
+    try:
+        timeout = max(1.0, 3 * in_flight * await seconds_per_refresh(probe))
+    finally:
+        await probe.shutdown()
+    auth = TokenAuth(
+        secret_key=SECRET, redis_url=url, store_max_connections=connections, store_timeout=timeout
+    )
     await auth.startup()
     try:
         issued = [await auth.sessions.login(f"user-{i}", {}, "test") for i in range(in_flight)]

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
 import sys
 import tarfile
 import tomllib
@@ -25,6 +23,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from harness.processes import REPO_ROOT, RedisServer, free_port
+from tests.support.venvs import new_venv, run
 
 pytestmark = pytest.mark.integration
 
@@ -133,13 +132,6 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def run(argv: list[str], cwd: Path, timeout: float = 300) -> str:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{' '.join(argv)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
@@ -188,13 +180,8 @@ def test_the_sdist_carries_the_sources_the_module_and_its_npm_manifest(dist: Pat
 def fresh_venv(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A new venv with the wheel installed, and redis-py at the oldest release it allows; its python."""
     (wheel,) = dist.glob("*.whl")
-    where = tmp_path_factory.mktemp("venv")
-    venv = where / "venv"
-    run([sys.executable, "-m", "venv", str(venv)], where)
-    python = venv / "bin" / "python"
-    pin = f"redis=={oldest_redis_py()}"
-    run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel), pin], where)
-    return python
+    venv = tmp_path_factory.mktemp("venv") / "venv"
+    return new_venv(venv, str(wheel), f"redis=={oldest_redis_py()}")
 
 
 def test_the_installed_wheel_imports_and_serves_the_refresh_manager(fresh_venv: Path, tmp_path: Path) -> None:
