@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -53,6 +54,18 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
     yield instance
     instance.close()
+
+
+@contextmanager
+def chromium_resolving(playwright: Playwright, hosts: str) -> Iterator[Browser]:
+    """A Chromium of its own that resolves ``hosts`` (a ``--host-resolver-rules`` pattern, such as
+    ``*.example.test``) to this machine, for pages on other sites."""
+    args = [*CHROMIUM_ARGS, f"--host-resolver-rules=MAP {hosts} 127.0.0.1"]
+    instance = playwright.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
+    try:
+        yield instance
+    finally:
+        instance.close()
 
 
 DemoFactory = Callable[..., AppServer]

@@ -21,12 +21,11 @@ from playwright.sync_api import Browser, BrowserContext, Playwright, expect
 
 from harness.processes import AppServer
 from tests.browser.conftest import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     PASSWORD,
     USER,
     BrowserLog,
     DemoFactory,
+    chromium_resolving,
     log_in,
     wait_for_refresh_count,
 )
@@ -45,10 +44,8 @@ PLANT = """<!doctype html><html><body><script>
 @pytest.fixture(scope="module")
 def site_browser(playwright: Playwright) -> Iterator[Browser]:
     """Chromium resolving every host of ``example.test`` to this machine."""
-    args = [*CHROMIUM_ARGS, f"--host-resolver-rules=MAP *.{SITE} 127.0.0.1"]
-    instance = playwright.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
-    yield instance
-    instance.close()
+    with chromium_resolving(playwright, f"*.{SITE}") as instance:
+        yield instance
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Response, expect
 
 from harness.processes import AppServer, RedisServer
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, PASSWORD, USER, BrowserLog, DemoFactory, log_in
+from tests.browser.conftest import PASSWORD, USER, BrowserLog, DemoFactory, chromium_resolving, log_in
 from tests.browser.pages import serving
 from tests.support.stored import stored_generation
 
@@ -233,10 +233,8 @@ def test_ten_fragments_at_once_after_expiry_share_one_rotation(
 @pytest.fixture(scope="module")
 def site_browser(playwright: Playwright) -> Iterator[Browser]:
     """Chromium resolving ``evil.example.test`` to this machine."""
-    args = [*CHROMIUM_ARGS, f"--host-resolver-rules=MAP {HOSTILE_SITE} 127.0.0.1"]
-    instance = playwright.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
-    yield instance
-    instance.close()
+    with chromium_resolving(playwright, HOSTILE_SITE) as instance:
+        yield instance
 
 
 @pytest.fixture
