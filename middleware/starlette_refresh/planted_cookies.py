@@ -20,7 +20,7 @@ import ipaddress
 from starlette.datastructures import Headers
 from starlette.responses import Response
 
-from .settings import Settings
+from .settings import SameSite, Settings
 
 
 def delete_planted_cookies(response: Response, settings: Settings, headers: Headers, root_path: str) -> None:
@@ -35,16 +35,7 @@ def delete_planted_cookies(response: Response, settings: Settings, headers: Head
     for domain in parent_domains(headers.get("host", "")):
         for path in _paths_sent_to(endpoints):
             if (domain, path) != own:
-                response.set_cookie(
-                    name,
-                    "",
-                    max_age=0,
-                    path=path,
-                    domain=domain,
-                    secure=settings.cookie_secure,
-                    httponly=True,
-                    samesite=settings.cookie_samesite,
-                )
+                _delete(response, settings, name, domain, path, settings.cookie_samesite)
 
 
 def delete_planted_page_cookies(response: Response, settings: Settings, host: str, path: str) -> None:
@@ -57,16 +48,7 @@ def delete_planted_page_cookies(response: Response, settings: Settings, host: st
             continue
         for domain in parent_domains(host):
             for cookie_path in _paths_sent_to([path]):
-                response.set_cookie(
-                    name,
-                    "",
-                    max_age=0,
-                    path=cookie_path,
-                    domain=domain,
-                    secure=settings.cookie_secure,
-                    httponly=True,
-                    samesite="lax",
-                )
+                _delete(response, settings, name, domain, cookie_path, "lax")
 
 
 def parent_domains(host: str) -> list[str]:
@@ -96,3 +78,19 @@ def _paths_sent_to(endpoints: list[str]) -> list[str]:
             prefix = "/" + "/".join(segments[:end])
             paths += [prefix, prefix + "/"] if end < len(segments) else [prefix]
     return list(dict.fromkeys(paths))
+
+
+def _delete(
+    response: Response, settings: Settings, name: str, domain: str, path: str, samesite: SameSite
+) -> None:
+    """A ``Set-Cookie`` that deletes cookie ``name`` set for ``domain`` at ``path``."""
+    response.set_cookie(
+        name,
+        "",
+        max_age=0,
+        path=path,
+        domain=domain,
+        secure=settings.cookie_secure,
+        httponly=True,
+        samesite=samesite,
+    )

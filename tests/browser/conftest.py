@@ -68,6 +68,14 @@ def chromium_resolving(playwright: Playwright, hosts: str) -> Iterator[Browser]:
         instance.close()
 
 
+@pytest.fixture
+def site_context(site_browser: Browser) -> Iterator[BrowserContext]:
+    """A context of ``site_browser``, which each module that uses it defines (which hosts it maps)."""
+    context = site_browser.new_context()
+    yield context
+    context.close()
+
+
 DemoFactory = Callable[..., AppServer]
 
 

@@ -49,13 +49,6 @@ def site_browser(playwright: Playwright) -> Iterator[Browser]:
 
 
 @pytest.fixture
-def site_context(site_browser: Browser) -> Iterator[BrowserContext]:
-    context = site_browser.new_context()
-    yield context
-    context.close()
-
-
-@pytest.fixture
 def evil_host() -> Iterator[str]:
     """``http://evil.example.test:<port>``, serving the planting page at ``/plant``."""
     with serving(lambda path: PLANT) as port:

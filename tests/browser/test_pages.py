@@ -237,13 +237,6 @@ def site_browser(playwright: Playwright) -> Iterator[Browser]:
         yield instance
 
 
-@pytest.fixture
-def site_context(site_browser: Browser) -> Iterator[BrowserContext]:
-    context = site_browser.new_context()
-    yield context
-    context.close()
-
-
 def hostile_page(demo: AppServer) -> str:
     """A link to the account page, and the account page's greeting form, on another origin's page."""
     return f"""<!doctype html><html><body>
