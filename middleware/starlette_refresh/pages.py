@@ -42,7 +42,7 @@ from .settings import Settings, is_local_path, normalize_origin
 from .user import Principal
 from .web import (
     error_answer,
-    is_own_private_page,
+    is_own_origin,
     own_origin,
     root_path,
     unauthorized_answer,
@@ -236,10 +236,7 @@ def foreign_request(scope: Scope, settings: Settings) -> CrossSiteRequest | None
     headers = Headers(scope=scope)
     origins = headers.getlist("origin")
     if len(origins) == 1:
-        origin = normalize_origin(origins[0])
-        if origin and (origin == own_origin(scope, headers) or origin in settings.trusted_origins):
-            return None
-        if is_own_private_page(origins[0], headers):
+        if is_own_origin(origins[0], scope, headers, settings):
             return None
         return CrossSiteRequest(f"a page of origin {origins[0][:100]!r} may not send this with your cookies")
     if len(origins) > 1:

@@ -194,10 +194,7 @@ def check_same_origin(scope: Scope, headers: Headers, settings: Settings) -> Non
     if len(values) > 1:
         raise CrossSiteRequest("more than one Origin header")
     if values:
-        origin = normalize_origin(values[0])
-        if origin and (origin == own_origin(scope, headers) or origin in settings.trusted_origins):
-            return
-        if is_own_private_page(values[0], headers):
+        if is_own_origin(values[0], scope, headers, settings):
             return
         raise CrossSiteRequest(
             f"requests from origin {values[0][:100]!r} may not use the refresh cookie; "
@@ -207,12 +204,15 @@ def check_same_origin(scope: Scope, headers: Headers, settings: Settings) -> Non
         raise CrossSiteRequest("cross-site requests may not use the refresh cookie")
 
 
-def is_own_private_page(origin: str, headers: Headers) -> bool:
-    """True for ``Origin: null`` with ``Sec-Fetch-Site: same-origin``: a form the app's own page
-    posted under ``Referrer-Policy: no-referrer`` (browsers then hide the origin of a form's
-    navigation). A sandboxed or ``data:`` page also sends ``null``, but its requests are marked
-    ``cross-site``."""
-    return origin.strip() == "null" and headers.get("sec-fetch-site") == "same-origin"
+def is_own_origin(value: str, scope: Scope, headers: Headers, settings: Settings) -> bool:
+    """Whether an ``Origin`` header's ``value`` names this app: its own origin, one of
+    ``trusted_origins``, or ``null`` with ``Sec-Fetch-Site: same-origin`` (a form the app's own page
+    posted under ``Referrer-Policy: no-referrer``, whose origin browsers then hide; a sandboxed or
+    ``data:`` page also sends ``null``, but its requests are marked ``cross-site``)."""
+    origin = normalize_origin(value)
+    if origin:
+        return origin == own_origin(scope, headers) or origin in settings.trusted_origins
+    return value.strip() == "null" and headers.get("sec-fetch-site") == "same-origin"
 
 
 FORM = "application/x-www-form-urlencoded"
