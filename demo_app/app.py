@@ -60,9 +60,9 @@ HEALTH_TIMEOUT = 1.0
 LIVE_TICK_SECONDS = 1.0
 
 #: Pages load scripts and styles from this origin only; nothing inline, nothing from a CDN.
-#: ``Referrer-Policy: same-origin`` tells other sites nothing; ``no-referrer`` would also make browsers
-#: send ``Origin: null`` with this site's own form posts (the page's logout, a greeting without htmx),
-#: which the middleware refuses as cross-site (403), as it must refuse a sandboxed page's.
+#: ``Referrer-Policy: same-origin`` tells other sites nothing and keeps this site's own form posts
+#: (the page's logout, a greeting without htmx) carrying ``Origin``; under ``no-referrer`` browsers send
+#: ``Origin: null``, which the middleware accepts only with ``Sec-Fetch-Site: same-origin``.
 PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

@@ -19,12 +19,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Response, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Response, Route, expect
 
 from harness.processes import AppServer, RedisServer
 from tests.browser.conftest import PASSWORD, USER, BrowserLog, DemoFactory, chromium_resolving, log_in
 from tests.browser.pages import serving
-from tests.support.stored import stored_generation
+from tests.support.stored import stored_generation, stored_session
 
 ACCESS_TTL = 3
 #: Past the access token's expiry: whole seconds (exp = iat + ttl), and a margin.
@@ -373,3 +373,37 @@ def test_back_and_forward_keep_the_session_and_a_logout_is_not_undone_by_back(
     expect(page).to_have_url(re.compile(re.escape(demo.url) + r"/(\?.*)?$"))
     expect(page.get_by_test_id("page-user-email")).to_have_count(0)
     assert csp_violations(browser_log) == []
+
+
+def test_a_form_on_a_no_referrer_page_of_the_app_is_its_own(
+    page: Page, context: BrowserContext, demo: AppServer, redis_server: RedisServer
+) -> None:
+    """Chromium sends ``Origin: null`` (and ``Sec-Fetch-Site: same-origin``) with the app's own form
+    on a page served with ``Referrer-Policy: no-referrer``, the policy many apps choose. The logout
+    form of such a page logs out; it is not refused as cross-site."""
+    sign_in(page, demo.url)
+
+    def no_referrer(route: Route) -> None:
+        served = route.fetch()
+        headers = {**served.headers, "referrer-policy": "no-referrer"}
+        route.fulfill(response=served, headers=headers)
+
+    page.route(f"{demo.url}{ACCOUNT}", no_referrer)
+    page.reload()
+    expect(page.get_by_test_id("page-user-email")).to_have_text(USER)
+    refresh_token = cookies(context)[PAGE_COOKIE]
+
+    with page.expect_response(f"{demo.url}/auth/logout") as answered:
+        page.get_by_test_id("page-logout").click()
+    response = answered.value
+    # Chromium hides the page's origin; the Sec-Fetch-* headers its network stack adds are not in
+    # what Playwright reports, but only Sec-Fetch-Site: same-origin lets "null" through (else 403).
+    assert response.request.header_value("origin") == "null"
+    assert response.status == 303, response.text()  # logged out, not 403 cross_site_request
+    page.wait_for_url(f"{demo.url}/")
+    assert PAGE_COOKIE not in cookies(context)
+    # the session is gone from Redis, not only from the browser
+    assert stored_session(redis_server.client(), refresh_token) is None
+    page.unroute(f"{demo.url}{ACCOUNT}")
+    page.goto(f"{demo.url}{ACCOUNT}")
+    expect(page).to_have_url(f"{demo.url}{LOGIN_WITH_NEXT}")

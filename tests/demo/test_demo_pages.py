@@ -59,7 +59,8 @@ def test_the_account_page_shows_the_user_and_loads_htmx_from_this_site(client: T
     assert re.search(r'data-testid="page-user-email">' + re.escape(DEMO_EMAIL) + "<", page.text)
     assert page.headers["cache-control"] == "no-store"
     assert "script-src 'self'" in page.headers["content-security-policy"]
-    # not no-referrer: with it, browsers send "Origin: null" with the page's own form posts (logout)
+    # same-origin, not no-referrer: the page's own form posts keep their Origin (tests/browser/test_pages.py
+    # shows that a no-referrer page's "Origin: null" form passes too, by Sec-Fetch-Site)
     assert page.headers["referrer-policy"] == "same-origin"
     assert '<script src="/static/demo/vendor/htmx.min.js" defer></script>' in page.text
     assert "<style" not in page.text
