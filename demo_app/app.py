@@ -128,12 +128,13 @@ def create_app(settings: DemoSettings | None = None) -> Starlette:
     def page_context(request: Request) -> dict[str, Any]:
         """What the account page and its fragments show: the user, and their token's seconds left."""
         user: TokenUser = request.user
-        expires_in = max(0, int(user.claims.get("exp", 0) - time.time()))
+        now = auth.clock()  # the library's clock (set to Redis's), which decided that the token is live
+        expires_in = max(0, int(user.claims.get("exp", 0) - now))
         return {
             "email": user.claims.get("email") or user.display_name,
             "session_id": user.session_id,
             "expires_in": expires_in,
-            "now": time.strftime("%H:%M:%S"),
+            "now": time.strftime("%H:%M:%S", time.localtime(now)),
             "greetings": greetings.of(user.identity),
             "greeting_count": greetings.count(user.identity),
         }
